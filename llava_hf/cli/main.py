@@ -1,0 +1,30 @@
+"""`llava-hf` console script: one subcommand per task, each implemented in its own module.
+
+Subcommands are looked up lazily so `llava-hf --help` stays fast and a missing optional dependency of
+one command does not break the others.
+"""
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llava-hf", description="LLaVA-style VLMs on transformers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return module.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

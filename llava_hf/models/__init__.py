@@ -1,0 +1,7 @@
+"""Model families shipped by llava_hf; `register()` wires them into transformers' Auto classes."""
+
+from . import internlm2
+
+
+def register():
+    internlm2.register()
