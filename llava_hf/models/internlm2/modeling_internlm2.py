@@ -9,6 +9,8 @@ This file imports only transformers and its sibling configuration module, so `sa
 it next to the weights for `trust_remote_code=True` users who do not have llava_hf installed.
 """
 
+import json
+import os
 from collections.abc import Callable
 
 import torch
@@ -242,6 +244,37 @@ class InternLM2DecoderLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
+def check_packed_qkv_shapes(folder: str, config: InternLM2Config) -> None:
+    """Fail fast, naming the tensor and both shapes, when a local safetensors checkpoint's `wqkv`/`wo` do not
+    fit the config (e.g. a wrong `num_key_value_heads`); reads only the file headers."""
+    from safetensors import safe_open
+
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    elif os.path.isfile(os.path.join(folder, "model.safetensors")):
+        files = ["model.safetensors"]
+    else:
+        return
+    head_dim = config.head_dim
+    expected = {
+        "attention.wqkv.weight": ((config.num_attention_heads + 2 * config.num_key_value_heads) * head_dim, config.hidden_size),
+        "attention.wo.weight": (config.hidden_size, config.num_attention_heads * head_dim),
+    }
+    for name in files:
+        with safe_open(os.path.join(folder, name), framework="pt") as f:
+            for key in f.keys():
+                suffix = key.split(".", 3)[-1] if key.startswith("model.layers.") else None
+                if suffix in expected and tuple(f.get_slice(key).get_shape()) != expected[suffix]:
+                    raise ValueError(
+                        f"{os.path.join(folder, name)}: tensor `{key}` has shape {tuple(f.get_slice(key).get_shape())}, "
+                        f"but the config (hidden_size={config.hidden_size}, num_attention_heads="
+                        f"{config.num_attention_heads}, num_key_value_heads={config.num_key_value_heads}) needs "
+                        f"{expected[suffix]}"
+                    )
+
+
 class InternLM2PreTrainedModel(PreTrainedModel):
     config_class = InternLM2Config
     config: InternLM2Config
@@ -258,6 +291,16 @@ class InternLM2PreTrainedModel(PreTrainedModel):
         "hidden_states": InternLM2DecoderLayer,
         "attentions": InternLM2Attention,
     }
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        path = str(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            config = kwargs.get("config")
+            if not isinstance(config, InternLM2Config):
+                config = InternLM2Config.from_pretrained(path)
+            check_packed_qkv_shapes(path, config)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 class InternLM2Model(InternLM2PreTrainedModel):
