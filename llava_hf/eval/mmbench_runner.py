@@ -1,0 +1,185 @@
+"""Run a model over an MMBench TSV: batched greedy generation, sharded across accelerate processes, resumable.
+
+Each process takes rows `rank::world` and appends `{index, prediction, prompt}` lines to its own
+`predictions.part-<rank>.jsonl`, flushed per batch. On start every process reads all prediction files already in
+the work dir and skips those rows, so an interrupted run (any number of processes) continues where it stopped.
+When all processes are done the main one merges (dedupe by index, the index set must equal the TSV's), writes
+the final `predictions.jsonl`, `mmbench_result.xlsx` and, for dev files, `mmbench_result.json`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import torch
+from accelerate import PartialState
+from tqdm.auto import tqdm
+
+from .mmbench_data import MMBenchData, build_prompt, decode_image
+from .mmbench_scoring import check_prediction_coverage, format_report, match_predictions, score_mmbench
+from .mmbench_submission import write_submission
+from .predictions_io import append_jsonl, atomic_write_text, read_jsonl_records, write_jsonl
+
+PREDICTIONS_FILE = "predictions.jsonl"
+PART_FILE = "predictions.part-{rank}.jsonl"
+RESULT_JSON = "mmbench_result.json"
+RESULT_XLSX = "mmbench_result.xlsx"
+IM_END = "<|im_end|>"
+
+
+def chat_prompts(data: MMBenchData, processor, prompt_template: str | None = None, lang: str = "auto") -> list[str]:
+    """The full text fed to the processor for every row: the LLaVA/XTuner user turn inside a chat template.
+
+    By default the model's own chat template (no system prompt); `prompt_template` names one of
+    `llava_hf.data.templates` instead and uses only its INSTRUCTION, as `xtuner mmbench` does.
+    """
+    frame = data.frame
+    user_turns = [build_prompt(frame.iloc[p], data.option_letters, lang) for p in range(len(frame))]
+    if prompt_template is not None:
+        instruction = _template(prompt_template).instruction
+        return [instruction.format(input=text, round=1) for text in user_turns]
+    return [processor.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                          tokenize=False) for text in user_turns]
+
+
+def template_stop_words(prompt_template: str | None) -> list[str]:
+    return list(_template(prompt_template).stop_words or []) if prompt_template else []
+
+
+def _template(name: str):
+    from llava_hf.data.templates import get_template
+
+    return get_template(name)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.eos_token_id]
+    im_end = tokenizer.convert_tokens_to_ids(IM_END) if IM_END in tokenizer.get_vocab() else None
+    return [i for i in dict.fromkeys(ids + [im_end]) if i is not None]
+
+
+def cut_at_stop_words(text: str, stop_words) -> str:
+    for word in stop_words:
+        if word and word in text:
+            text = text[: text.index(word)]
+    return text
+
+
+def generate_batch(model, processor, prompts: list[str], images: list, *, max_new_tokens: int,
+                   stop_words=()) -> list[str]:
+    """Greedy answers for one left-padded batch, decoded without the prompt and stripped."""
+    tokenizer = processor.tokenizer
+    bos = tokenizer.bos_token
+    has_bos = bool(bos) and all(p.startswith(bos) for p in prompts)  # chat templates that write BOS themselves
+    inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt",
+                       add_special_tokens=not has_bos)
+    inputs = inputs.to(model.device, dtype=model.dtype) if "pixel_values" in inputs else inputs.to(model.device)
+    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "eos_token_id": stop_token_ids(tokenizer),
+              "pad_token_id": tokenizer.pad_token_id}
+    if stop_words:
+        kwargs.update(stop_strings=list(stop_words), tokenizer=tokenizer)
+    with torch.inference_mode():
+        output = model.generate(**inputs, **kwargs)
+    new_tokens = output[:, inputs["input_ids"].shape[1]:]
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [cut_at_stop_words(text, stop_words).strip() for text in texts]
+
+
+def prediction_files(work_dir: str) -> list[str]:
+    final = os.path.join(work_dir, PREDICTIONS_FILE)
+    parts = sorted(glob.glob(os.path.join(work_dir, PART_FILE.format(rank="*"))))
+    return ([final] if os.path.exists(final) else []) + parts
+
+
+def collect_records(data: MMBenchData, work_dir: str, prompts: list[str] | None = None) -> dict[int, dict]:
+    """Every row already predicted in `work_dir`, checked against this TSV (and prompts, when given)."""
+    indices = data.frame["index"].tolist()
+    expected_prompt = dict(zip(indices, prompts)) if prompts is not None else None
+    known = set(indices)
+    records: dict[int, dict] = {}
+    for path in prediction_files(work_dir):
+        for record in read_jsonl_records(path):
+            index = int(record["index"])
+            if index not in known:
+                raise ValueError(f"{path}: index {index} is not in {data.path}; use a fresh --work-dir for "
+                                 f"another TSV")
+            if expected_prompt is not None and "prompt" in record and record["prompt"] != expected_prompt[index]:
+                raise ValueError(f"{path}: row {index} was predicted with a different prompt (another model, "
+                                 f"template or TSV); use a fresh --work-dir")
+            records.setdefault(index, record)
+    return records
+
+
+def run_mmbench(model, processor, data: MMBenchData, work_dir: str, *, batch_size: int = 8,
+                max_new_tokens: int = 100, prompt_template: str | None = None, lang: str = "auto",
+                seed: int = 0, state: PartialState | None = None) -> dict | None:
+    """Predict every row not yet predicted, merge and write the outputs; returns the scores on the main
+    process of a dev file, else None."""
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be >= 1")
+    state = state or PartialState()
+    torch.manual_seed(seed)
+    processor.tokenizer.padding_side = "left"
+    prompts = chat_prompts(data, processor, prompt_template, lang)
+    stop_words = template_stop_words(prompt_template)
+    done = collect_records(data, work_dir, prompts)
+    state.wait_for_everyone()  # everyone has read the old files before any is rewritten
+
+    part_path = os.path.join(work_dir, PART_FILE.format(rank=state.process_index))
+    if os.path.exists(part_path):  # drop a line cut short by a crash before appending to the file
+        write_jsonl(part_path, read_jsonl_records(part_path))
+    indices = data.frame["index"].tolist()
+    todo = [p for p in range(state.process_index, len(data), state.num_processes) if indices[p] not in done]
+    os.makedirs(work_dir, exist_ok=True)
+    with open(part_path, "a", encoding="utf-8") as stream, \
+            tqdm(total=len(todo), desc=f"MMBench rank {state.process_index}", disable=not todo) as progress:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            images = [decode_image(data.frame["image"].iat[p], where=f"{data.path}: row with index {indices[p]}")
+                      for p in batch]
+            answers = generate_batch(model, processor, [prompts[p] for p in batch], images,
+                                     max_new_tokens=max_new_tokens, stop_words=stop_words)
+            append_jsonl(stream, [{"index": indices[p], "prediction": a, "prompt": prompts[p]}
+                                  for p, a in zip(batch, answers)])
+            progress.update(len(batch))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    records = collect_records(data, work_dir, prompts)
+    return write_outputs(data, {i: r["prediction"] for i, r in records.items()}, work_dir,
+                         prompts=dict(zip(indices, prompts)))
+
+
+def write_outputs(data: MMBenchData, predictions: dict[int, str], work_dir: str, *,
+                  prompts: dict[int, str] | None = None) -> dict | None:
+    """Final predictions.jsonl (TSV order, parsed letters), the submission xlsx, and the scores on dev files.
+
+    Also the whole of `--predictions FILE` rescoring. Part files are removed only after the merged file exists.
+    """
+    if data.has_answer:
+        result, matches = score_mmbench(data, predictions)  # checks the index set first
+    else:
+        check_prediction_coverage(data, predictions, work_dir)
+        result, matches = None, match_predictions(data, predictions)
+    records = []
+    for row in matches.to_dict("records"):
+        record = {"index": int(row["index"]), "prediction": row["prediction"], "parsed": row["parsed"]}
+        if data.has_answer:
+            record.update(answer=row["answer"], correct=bool(row["correct"]))
+        if prompts is not None:
+            record["prompt"] = prompts[record["index"]]
+        records.append(record)
+    os.makedirs(work_dir, exist_ok=True)
+    write_jsonl(os.path.join(work_dir, PREDICTIONS_FILE), records)
+    for part in glob.glob(os.path.join(work_dir, PART_FILE.format(rank="*"))):
+        os.remove(part)
+    write_submission(data, predictions, os.path.join(work_dir, RESULT_XLSX))
+    if result is None:
+        print(f"{data.path} has no answers (test split): submit {os.path.join(work_dir, RESULT_XLSX)} at "
+              f"https://mmbench.opencompass.org.cn/mmbench-submission")
+        return None
+    atomic_write_text(os.path.join(work_dir, RESULT_JSON), json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(format_report(result))
+    return result
