@@ -9,7 +9,12 @@ import importlib
 import sys
 
 # name -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("llava_hf.cli.chat", "chat with a model in the terminal (images, streaming, multi-turn)"),
+    "serve": ("llava_hf.cli.serve", "web demo (Gradio): upload an image and chat"),
+    "validate-data": ("llava_hf.cli.validate_data", "check LLaVA-format data (JSON, images, lengths) before training"),
+    "mmbench": ("llava_hf.cli.mmbench", "MMBench: CircularEval scores on dev files, submission xlsx for test files"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

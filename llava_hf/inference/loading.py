@@ -1,9 +1,197 @@
-"""Placeholder loader: a full model folder through the Auto classes (extended by the chat work)."""
+"""One loader for everything that runs a trained model (chat, the web demo, MMBench).
+
+It accepts every folder our tools write, so users never merge adapters just to try a checkpoint:
+
+* a full model folder (`config.json` with `model_type: llava_internlm2`, stage-1 outputs included);
+* a training output holding a PEFT adapter whose `base_model_name_or_path` is such a folder;
+* XTuner's triple: an LLM folder, a CLIP folder, and a `--llava` folder with `projector/` and optional
+  `llm_adapter/`, `visual_encoder_adapter/` (and `visual_encoder/`, which then replaces the CLIP folder).
+
+Every user mistake becomes a `UserInputError` with one line naming the folder, raised before weights load.
+"""
+
+import json
+import os
+
+import torch
+
+from .errors import UserInputError
+
+LLAVA_MODEL_TYPE = "llava_internlm2"
+ADAPTER_CONFIG = "adapter_config.json"
+DTYPES = {
+    "auto": "auto",
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
+# XTuner's ProjectorModel is `nn.Sequential(Linear, GELU, Linear)`; ours names the two linears.
+XTUNER_PROJECTOR_KEYS = {"model.0.": "linear_1.", "model.2.": "linear_2."}
+# Quantize only the LLM body, like XTuner: the ViT, the projector and the head stay in `torch_dtype`.
+NOT_QUANTIZED = ["vision_tower", "multi_modal_projector", "output", "lm_head"]
 
 
 def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=None, torch_dtype=None, bits=None,
                              device_map=None):
+    """(model in eval mode, processor) for any folder our tools produce; see the module docstring.
+
+    `torch_dtype` is a `torch.dtype` or one of `DTYPES`' names; `bits` is None, 4 (NF4, double quant) or 8.
+    """
+    dtype = resolve_dtype(torch_dtype)
+    quantization_config = quantization_config_for(bits, dtype)
+    if quantization_config is not None and device_map is None:
+        device_map = "auto"
+    options = {"dtype": dtype, "device_map": device_map, "quantization_config": quantization_config}
+    if visual_encoder is not None or llava is not None:
+        if quantization_config is not None:
+            raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual-encoder + --llava "
+                                 "triple; export it to one model folder first")
+        model, processor = load_xtuner_triple(model_name_or_path, visual_encoder, llava, dtype, device_map)
+    elif os.path.isfile(os.path.join(str(model_name_or_path), ADAPTER_CONFIG)):
+        model, processor = load_adapter_output(model_name_or_path, options)
+    else:
+        model, processor = load_model_folder(model_name_or_path, options)
+    return model.eval(), processor
+
+
+def resolve_dtype(torch_dtype):
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
+        return torch_dtype
+    if torch_dtype not in DTYPES:
+        raise UserInputError(f"unknown torch dtype {torch_dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[torch_dtype]
+
+
+def quantization_config_for(bits, dtype=None):
+    """bitsandbytes settings for `bits`, checked before anything loads (it needs CUDA and the package)."""
+    if bits is None:
+        return None
+    if bits not in (4, 8):
+        raise UserInputError(f"--bits must be 4 or 8, not {bits}")
+    if not torch.cuda.is_available():
+        raise UserInputError(f"--bits {bits} needs a CUDA GPU (bitsandbytes); none is available on this machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserInputError(f"--bits {bits} needs bitsandbytes: pip install 'llava_hf[qlora]'") from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=NOT_QUANTIZED)
+    compute_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=NOT_QUANTIZED)
+
+
+def read_model_type(folder) -> str | None:
+    """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            return json.load(file).get("model_type")
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"cannot read {config_path}: {error}") from None
+
+
+def check_llava_folder(folder):
+    if not os.path.isdir(folder):
+        if os.path.exists(folder) or os.path.isabs(folder) or folder.startswith("."):
+            raise UserInputError(f"model folder not found: {folder}")
+        return  # a hub id: the Auto classes resolve it (and say so if it does not exist)
+    model_type = read_model_type(folder)
+    if model_type != LLAVA_MODEL_TYPE:
+        found = f"its config.json has model_type {model_type!r}" if model_type else "it has no config.json"
+        hint = (" (an LLM: add --visual-encoder CLIP --llava DIR for an XTuner-style model)"
+                if model_type and model_type != LLAVA_MODEL_TYPE else "")
+        raise UserInputError(f"{folder} is not a LLaVA model folder: {found}{hint}")
+
+
+def load_model_folder(folder, options):
+    """A full `llava_internlm2` folder (merged, or stage-1 projector-only) through the Auto classes."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, dtype=torch_dtype, device_map=device_map)
-    return model.eval(), AutoProcessor.from_pretrained(model_name_or_path)
+    folder = str(folder)
+    check_llava_folder(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder, **options)
+    return model, AutoProcessor.from_pretrained(folder)
+
+
+def load_adapter_output(folder, options):
+    """A training output with one PEFT adapter (LLM LoRA, ViT LoRA, projector): applied on the fly, not merged."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoProcessor
+
+    folder = str(folder)
+    base = PeftConfig.from_pretrained(folder).base_model_name_or_path
+    if not base:
+        raise UserInputError(f"{os.path.join(folder, ADAPTER_CONFIG)} names no base_model_name_or_path")
+    if not os.path.isdir(base) and os.path.isdir(os.path.join(folder, base)):
+        base = os.path.join(folder, base)  # a path relative to the adapter folder
+    model, base_processor = load_model_folder(base, options)
+    model = PeftModel.from_pretrained(model, folder)
+    has_processor = any(os.path.isfile(os.path.join(folder, name))
+                        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"))
+    return model, AutoProcessor.from_pretrained(folder) if has_processor else base_processor
+
+
+def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
+    """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class."""
+    from peft import PeftModel
+
+    from llava_hf.models.llava_internlm2.builder import build_llava_from_pretrained
+
+    if llava is None or not os.path.isdir(llava):
+        raise UserInputError(f"--llava folder not found: {llava}" if llava else "the XTuner-style triple needs --llava DIR")
+    bundled_encoder = os.path.join(llava, "visual_encoder")
+    if os.path.isdir(bundled_encoder):
+        if visual_encoder is not None:
+            raise UserInputError(f"{llava} has its own visual_encoder/; drop --visual-encoder")
+        visual_encoder = bundled_encoder
+    if visual_encoder is None:
+        raise UserInputError(f"{llava} has no visual_encoder/; pass --visual-encoder CLIP_FOLDER")
+    for name, folder in (("LLM", llm), ("--visual-encoder", visual_encoder)):
+        if not os.path.isdir(folder):
+            raise UserInputError(f"{name} folder not found: {folder}")
+    projector = os.path.join(llava, "projector")
+    if not os.path.isdir(projector):
+        raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
+
+    model, processor = build_llava_from_pretrained(llm, visual_encoder)
+    model.multi_modal_projector.load_state_dict(read_xtuner_projector(projector))
+    llm_adapter, vit_adapter = os.path.join(llava, "llm_adapter"), os.path.join(llava, "visual_encoder_adapter")
+    if os.path.isdir(llm_adapter):
+        model.language_model = PeftModel.from_pretrained(model.language_model, llm_adapter)
+    if os.path.isdir(vit_adapter):
+        model.vision_tower = PeftModel.from_pretrained(model.vision_tower, vit_adapter)
+    if dtype not in (None, "auto"):
+        model = model.to(dtype)
+    if device_map is not None:
+        model = model.to(device_map if isinstance(device_map, (str, torch.device)) and device_map != "auto"
+                         else ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model, processor
+
+
+def read_xtuner_projector(folder) -> dict:
+    """XTuner `ProjectorModel` weights (`model.0.*`, `model.2.*`) renamed to our projector's `linear_1/2`."""
+    safetensors_path = os.path.join(folder, "model.safetensors")
+    bin_path = os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(safetensors_path):
+        from safetensors.torch import load_file
+
+        state_dict = load_file(safetensors_path)
+    elif os.path.isfile(bin_path):
+        state_dict = torch.load(bin_path, map_location="cpu", weights_only=True)
+    else:
+        raise UserInputError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
+    renamed = {}
+    for key, tensor in state_dict.items():
+        prefix = next((p for p in XTUNER_PROJECTOR_KEYS if key.startswith(p)), None)
+        if prefix is None:
+            raise UserInputError(f"{folder}: unexpected projector weight {key!r} (expected model.0.* and model.2.*)")
+        renamed[XTUNER_PROJECTOR_KEYS[prefix] + key[len(prefix):]] = tensor
+    return renamed
