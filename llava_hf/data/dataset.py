@@ -1,0 +1,159 @@
+"""`LlavaDataset`: tokenized text (built once, cached on disk) + images decoded lazily per item.
+
+The text table stores the compact encoding (the image is one token) so a 665K-sample cache stays small;
+`__getitem__` expands the image token to `image_seq_length` positions and preprocesses the image.
+"""
+
+import logging
+import os
+from collections.abc import Collection, Sequence
+
+import datasets
+import torch
+
+from .errors import DataError, describe_sample
+from .images import load_image, resolve_image_path
+from .sources import DataSource, check_record, read_samples, sample_id, sample_image
+from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
+from .tokenization import DEFAULT_MAX_LENGTH, expand_image_tokens, has_supervised_tokens, tokenize_conversation
+from .tokenized_cache import load_or_build
+
+logger = logging.getLogger(__name__)
+
+MAX_ERRORS_SHOWN = 20
+
+
+class LlavaDataset(torch.utils.data.Dataset):
+    """Items: `{"input_ids", "labels"}` (LongTensor) plus `"pixel_values"` [3, H, W] for samples with an image.
+
+    `modality_lengths` (negative for text-only samples) feeds `ModalityLengthGroupedSampler`;
+    `stats` counts what was read, kept, dropped (no supervised token left) and skipped (bad samples).
+    """
+
+    def __init__(self, table: datasets.Dataset, sources: Sequence[DataSource], processor, pad_to_square: bool,
+                 stats: dict[str, int]):
+        self.table = table
+        self.sources = list(sources)
+        self.processor = processor
+        self.pad_to_square = pad_to_square
+        self.stats = stats
+        self.image_token_id = processor.image_token_id
+        self.image_seq_length = processor.image_seq_length
+        self.lengths: list[int] = list(table["length"])
+        self.modality_lengths: list[int] = [
+            n if image is not None else -n for n, image in zip(self.lengths, table["image"])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        row = self.table[int(i)]
+        input_ids, labels = expand_image_tokens(row["input_ids"], row["labels"], self.image_token_id, self.image_seq_length)
+        item = {"input_ids": input_ids, "labels": labels}
+        if row["image"] is not None:
+            item["pixel_values"] = self.preprocess_image(self.load_sample_image(row))
+        return item
+
+    def load_sample_image(self, row):
+        source = self.sources[row["source"]]
+        try:
+            path, _ = resolve_image_path(source.image_folder, row["image"])
+            return load_image(path)
+        except ValueError as e:
+            raise DataError(f"{describe_sample(source.data_path, row['index'], row['id'])}: {e}") from e
+
+    def preprocess_image(self, image) -> torch.Tensor:
+        """The one place images meet the processor (expand-to-square, resize, normalize)."""
+        return self.processor.preprocess_images([image], pad_to_square=self.pad_to_square)[0]
+
+
+def build_llava_dataset(
+    sources: DataSource | Sequence[DataSource],
+    processor,
+    template: str | PromptTemplate = DEFAULT_TEMPLATE,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    pad_to_square: bool = False,
+    cache_dir: str | None = None,
+    skip_bad_samples: bool = False,
+    exclude: Collection[tuple[int, int]] = (),
+) -> LlavaDataset:
+    """Read, check and tokenize every source (or reuse the on-disk cache) and wrap it as a LlavaDataset.
+
+    Bad samples (broken conversation, image rules) raise one DataError listing them, unless
+    `skip_bad_samples`, which skips and counts them. `exclude` holds `(source position, sample index)`
+    pairs to leave out, e.g. `ValidationReport.bad_samples` when training runs with `--skip-bad-samples`
+    (image-file problems are only found by the validator, which opens the files).
+    Samples whose labels are all -100 after truncation are dropped and counted in `stats`.
+    """
+    sources = [sources] if isinstance(sources, DataSource) else list(sources)
+    if not sources:
+        raise DataError("no data sources given")
+    tokenizer = processor.tokenizer
+    if isinstance(template, str):
+        template = get_template(template, tokenizer)
+    settings = {
+        "template": template, "max_length": max_length, "image_token_id": processor.image_token_id,
+        "image_seq_length": processor.image_seq_length, "skip_bad_samples": skip_bad_samples,
+        "exclude": sorted(exclude),
+    }
+
+    def build():
+        return _tokenize_sources(sources, tokenizer, template, max_length, processor.image_token_id,
+                                 processor.image_seq_length, skip_bad_samples, set(exclude))
+
+    table, stats = load_or_build(cache_dir, [s.data_path for s in sources], tokenizer, settings, build)
+    logger.info("LLaVA data: %s", ", ".join(f"{k}={v}" for k, v in stats.items()))
+    return LlavaDataset(table, sources, processor, pad_to_square, stats)
+
+
+def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
+                      exclude):
+    columns = {name: [] for name in ("source", "index", "id", "image", "input_ids", "labels", "length")}
+    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0}
+    errors: list[str] = []
+    for source_index, source in enumerate(sources):
+        for index, record in enumerate(read_samples(source.data_path)):
+            stats["samples"] += 1
+            if (source_index, index) in exclude:
+                stats["excluded"] += 1
+                continue
+            try:
+                check_record(record)
+                image = sample_image(record)
+                if image is not None and source.image_folder is None:
+                    raise ValueError("sample has an 'image' but its data source has no image_folder")
+                input_ids, labels = tokenize_conversation(
+                    record["conversations"], tokenizer, template, image_token_id=image_token_id,
+                    max_length=max_length, has_image=image is not None,
+                )
+            except ValueError as e:
+                stats["bad"] += 1
+                errors.append(f"{describe_sample(source.data_path, index, sample_id(record))}: {e}")
+                continue
+            if not has_supervised_tokens(labels):
+                stats["no_supervised_tokens"] += 1
+                continue
+            n_image_tokens = input_ids.count(image_token_id) if image is not None else 0
+            columns["source"].append(source_index)
+            columns["index"].append(index)
+            columns["id"].append(sample_id(record))
+            columns["image"].append(image)
+            columns["input_ids"].append(input_ids)
+            columns["labels"].append(labels)
+            columns["length"].append(len(input_ids) + n_image_tokens * (image_seq_length - 1))
+            stats["kept"] += 1
+            stats["with_image" if image is not None else "text_only"] += 1
+    if errors and not skip_bad_samples:
+        shown = "\n".join(errors[:MAX_ERRORS_SHOWN])
+        more = f"\n... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise DataError(f"{len(errors)} bad samples:\n{shown}{more}\n"
+                        "Fix them (`llava-hf validate-data` lists every problem) or skip them with skip_bad_samples=True.")
+    if not columns["source"]:
+        raise DataError(f"no usable samples in {', '.join(s.data_path for s in sources)} ({stats})")
+    features = datasets.Features({
+        "source": datasets.Value("int32"), "index": datasets.Value("int64"), "id": datasets.Value("string"),
+        "image": datasets.Value("string"), "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "labels": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32"),
+    })
+    return datasets.Dataset.from_dict(columns, features=features), stats

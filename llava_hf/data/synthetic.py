@@ -1,0 +1,192 @@
+"""The demo's synthetic task: one coloured shape on a plain background, in LLaVA JSON and MMBench TSV.
+
+Small enough to learn on a laptop CPU, hard enough that the answer needs the image: stage 1 captions
+("A red circle on a white background."), stage 2 multiple-choice questions about colour and shape in the
+MMBench prompt format, answered with the option's word. Everything is deterministic per seed.
+"""
+
+import base64
+import io
+import json
+import os
+import random
+import tempfile
+
+from PIL import Image, ImageDraw
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 70, 220),
+    "yellow": (235, 210, 40),
+    "purple": (140, 60, 180),
+    "orange": (240, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+SHAPE_DISTRACTOR = "star"  # a fourth shape word so shape questions have four options
+BACKGROUNDS = {"white": (255, 255, 255), "light grey": (220, 220, 220)}
+IMAGE_SIZE_RANGE = (200, 500)
+OPTION_LETTERS = ("A", "B", "C", "D")
+ANSWER_SUFFIX = "Answer with the option's letter from the given choices directly."
+COLOR_QUESTION = "What color is the shape?"
+SHAPE_QUESTION = "What shape is in the image?"
+CAPTION_INSTRUCTIONS = (
+    "Give a short caption for the image.",
+    "Describe the image briefly.",
+    "Write a brief description of the picture.",
+    "Render a clear and concise summary of the photo.",
+)
+TEXT_ONLY_FRACTION = 0.05
+
+
+def draw_shape(rng: random.Random, color: str, shape: str, background: str) -> Image.Image:
+    """An RGB image 200-500 px a side with one filled shape, bounding box 35-70 % of the short side."""
+    width, height = rng.randint(*IMAGE_SIZE_RANGE), rng.randint(*IMAGE_SIZE_RANGE)
+    side = int(min(width, height) * rng.uniform(0.35, 0.70))
+    left, top = rng.randint(0, width - side), rng.randint(0, height - side)
+    box = (left, top, left + side - 1, top + side - 1)
+    image = Image.new("RGB", (width, height), BACKGROUNDS[background])
+    draw = ImageDraw.Draw(image)
+    fill = COLORS[color]
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(left, box[3]), (box[2], box[3]), (left + side // 2, top)], fill=fill)
+    return image
+
+
+def multiple_choice(question: str, options: list[str]) -> str:
+    """MMBench's prompt without hint: question, "A. option" lines, then the answer instruction."""
+    lines = "".join(f"{letter}. {option}\n" for letter, option in zip(OPTION_LETTERS, options))
+    return f"{question}\n{lines}{ANSWER_SUFFIX}"
+
+
+def _question(rng: random.Random, kind: str, color: str, shape: str) -> tuple[str, list[str], str]:
+    """(question, four options, correct option word) about the colour or the shape."""
+    if kind == "color":
+        options = [color] + rng.sample([c for c in COLORS if c != color], 3)
+        question, answer = COLOR_QUESTION, color
+    else:
+        options = list(SHAPES) + [SHAPE_DISTRACTOR]
+        question, answer = SHAPE_QUESTION, shape
+    rng.shuffle(options)
+    return question, options, answer
+
+
+def _random_scene(rng: random.Random) -> tuple[str, str, str]:
+    return rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
+
+
+def make_synthetic_dataset(out_dir: str, n_pretrain: int = 1000, n_finetune: int = 1000, seed: int = 0) -> dict[str, str]:
+    """Write `pretrain.json`, `finetune.json` and `images/` under `out_dir`; return their paths."""
+    rng = random.Random(f"llava-hf-synthetic-{seed}")
+    image_dir = os.path.join(out_dir, "images")
+    os.makedirs(image_dir, exist_ok=True)
+
+    def save(name: str, color: str, shape: str, background: str) -> str:
+        _atomic_write(os.path.join(image_dir, name), _jpeg_bytes(draw_shape(rng, color, shape, background)))
+        return name
+
+    pretrain = []
+    for i in range(n_pretrain):
+        color, shape, background = _random_scene(rng)
+        pretrain.append({
+            "id": f"pretrain_{i:06d}",
+            "image": save(f"pretrain_{i:06d}.jpg", color, shape, background),
+            "conversations": [
+                {"from": "human", "value": f"<image>\n{rng.choice(CAPTION_INSTRUCTIONS)}"},
+                {"from": "gpt", "value": f"A {color} {shape} on a {background} background."},
+            ],
+        })
+
+    finetune = []
+    for i in range(n_finetune):
+        sample_id = f"finetune_{i:06d}"
+        if rng.random() < TEXT_ONLY_FRACTION:
+            kind = rng.choice(("color", "shape"))
+            right = rng.choice(list(COLORS) if kind == "color" else SHAPES)
+            wrong = rng.sample(list(SHAPES) + [SHAPE_DISTRACTOR] if kind == "color" else list(COLORS), 3)
+            options = [right] + wrong
+            rng.shuffle(options)
+            question = multiple_choice(f"Which of these words is a {kind}?", options)
+            finetune.append({"id": sample_id, "conversations": [
+                {"from": "human", "value": question}, {"from": "gpt", "value": right}]})
+            continue
+        color, shape, background = _random_scene(rng)
+        kinds = ["color", "shape"]
+        rng.shuffle(kinds)
+        conversations = []
+        for turn, kind in enumerate(kinds[: rng.choice((1, 1, 2))]):
+            question, options, answer = _question(rng, kind, color, shape)
+            prompt = multiple_choice(question, options)
+            conversations += [
+                {"from": "human", "value": f"<image>\n{prompt}" if turn == 0 else prompt},
+                {"from": "gpt", "value": answer},
+            ]
+        finetune.append({"id": sample_id, "image": save(f"{sample_id}.jpg", color, shape, background),
+                         "conversations": conversations})
+
+    paths = {
+        "pretrain_json": os.path.join(out_dir, "pretrain.json"),
+        "finetune_json": os.path.join(out_dir, "finetune.json"),
+        "image_folder": image_dir,
+    }
+    _atomic_write(paths["pretrain_json"], json.dumps(pretrain, indent=1).encode())
+    _atomic_write(paths["finetune_json"], json.dumps(finetune, indent=1).encode())
+    return paths
+
+
+MMBENCH_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "image")
+CIRCULAR_OFFSET = 1_000_000
+
+
+def make_synthetic_mmbench_tsv(path: str, n_questions: int = 100, seed: int = 1) -> str:
+    """A VLMEvalKit-format MMBench dev TSV with circular passes.
+
+    Question g (pass 0, index g) carries the base64 JPEG; pass k = 1..3 has index g + k * 1e6, the
+    options rotated left by k (answer letter remapped) and the image column set to "g", a reference to
+    row g's image as in the official circular files. Its own seed stream keeps it held out from training.
+    """
+    import pandas as pd
+
+    rng = random.Random(f"llava-hf-mmbench-{seed}")
+    base_rows, circular_rows = [], []
+    for g in range(n_questions):
+        color, shape, background = _random_scene(rng)
+        kind = rng.choice(("color", "shape"))
+        question, options, answer = _question(rng, kind, color, shape)
+        image = base64.b64encode(_jpeg_bytes(draw_shape(rng, color, shape, background))).decode()
+        category = "color_recognition" if kind == "color" else "shape_recognition"
+        l2_category = "finegrained_perception (instance-level)" if kind == "color" else "coarse_perception"
+        for k in range(len(OPTION_LETTERS)):
+            rotated = options[k:] + options[:k]
+            row = {"index": g + k * CIRCULAR_OFFSET, "question": question, "hint": None,
+                   **dict(zip(OPTION_LETTERS, rotated)), "answer": OPTION_LETTERS[rotated.index(answer)],
+                   "category": category, "l2-category": l2_category, "split": "dev",
+                   "image": image if k == 0 else str(g)}
+            (base_rows if k == 0 else circular_rows).append(row)
+    frame = pd.DataFrame(base_rows + circular_rows, columns=list(MMBENCH_COLUMNS))
+    _atomic_write(path, frame.to_csv(sep="\t", index=False).encode())
+    return path
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,79 @@
+"""Conversation -> `input_ids` / `labels` with XTuner's `encode_fn` semantics.
+
+Every text chunk is encoded on its own with `add_special_tokens=False` (chunks split at `<image>`, the
+reply, the sep), exactly like XTuner, so SentencePiece prefix behaviour matches checkpoints trained there.
+Loss covers only replies, their suffix, and EOS; BOS, user text, the image and the sep are -100.
+Truncation counts the image as one token (XTuner's `max_length = 2048 - 576`), then the image expands.
+"""
+
+import torch
+
+from .conversation import IMAGE_TOKEN, conversation_to_turns
+from .templates import PromptTemplate
+
+IGNORE_INDEX = -100
+DEFAULT_MAX_LENGTH = 1472  # 2048 - (336 / 14) ** 2, XTuner's LLaVA setting
+
+
+def tokenize_conversation(
+    conversations, tokenizer, template: PromptTemplate, *, image_token_id: int,
+    max_length: int = DEFAULT_MAX_LENGTH, has_image: bool, system: str = "",
+) -> tuple[list[int], list[int]]:
+    """Compact encoding: the image is a single `image_token_id`. Raises ValueError for a bad conversation."""
+    turns = conversation_to_turns(conversations, has_image)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    needs_eos = not template.suffix_as_eos
+    if needs_eos and tokenizer.eos_token_id is None:
+        raise ValueError(f"template without an end-of-reply suffix needs an EOS token; {type(tokenizer).__name__} has none")
+
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+    input_ids: list[int] = []
+    labels: list[int] = []
+    turn_needs_bos = True
+    for round_index, turn in enumerate(turns):
+        user_text = turn.input
+        if template.image_only_input:
+            user_text = IMAGE_TOKEN if IMAGE_TOKEN in user_text else ""
+        prompt = template.instruction.format(input=user_text, round=round_index + 1)
+        if round_index == 0 and system:
+            prompt = template.system.format(system=system) + prompt
+        before, *after = prompt.split(IMAGE_TOKEN)
+        prompt_ids = encode(before) + [i for chunk in after for i in [image_token_id, *encode(chunk)]]
+        if turn_needs_bos:
+            prompt_ids = bos + prompt_ids
+        reply_ids = encode(turn.output + template.suffix) + ([tokenizer.eos_token_id] if needs_eos else [])
+        sep_ids = encode(template.sep)
+        input_ids += prompt_ids + reply_ids + sep_ids
+        labels += [IGNORE_INDEX] * len(prompt_ids) + reply_ids + [IGNORE_INDEX] * len(sep_ids)
+        turn_needs_bos = needs_eos
+    return input_ids[:max_length], labels[:max_length]
+
+
+def expand_image_tokens(input_ids, labels, image_token_id: int, image_seq_length: int):
+    """Repeat each image token `image_seq_length` times (labels -100): the positions the features fill."""
+    input_ids = torch.as_tensor(input_ids, dtype=torch.long)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    is_image = input_ids == image_token_id
+    if image_seq_length == 1 or not bool(is_image.any()):
+        return input_ids, labels
+    repeats = torch.where(is_image, image_seq_length, 1)
+    return input_ids.repeat_interleave(repeats), labels.repeat_interleave(repeats)
+
+
+def has_supervised_tokens(labels) -> bool:
+    return any(label != IGNORE_INDEX for label in labels)
+
+
+def encode_conversation(
+    conversations, tokenizer, template: PromptTemplate, *, image_token_id: int, image_seq_length: int,
+    max_length: int = DEFAULT_MAX_LENGTH, has_image: bool, system: str = "",
+) -> dict[str, list[int]]:
+    """`{"input_ids", "labels"}` with every `<image>` expanded to `image_seq_length` image tokens."""
+    input_ids, labels = tokenize_conversation(
+        conversations, tokenizer, template, image_token_id=image_token_id, max_length=max_length,
+        has_image=has_image, system=system,
+    )
+    input_ids, labels = expand_image_tokens(input_ids, labels, image_token_id, image_seq_length)
+    return {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
