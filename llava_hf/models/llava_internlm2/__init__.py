@@ -1,0 +1,42 @@
+"""LLaVA-InternLM2: config, model, processor, and builders from pretrained parts or tiny random configs."""
+
+from .configuration_llava_internlm2 import LlavaInternLM2Config
+from .modeling_llava_internlm2 import (
+    LlavaInternLM2ForConditionalGeneration,
+    LlavaInternLM2MultiModalProjector,
+    LlavaInternLM2PreTrainedModel,
+    resize_token_embeddings_to_mean,
+)
+from .processing_llava_internlm2 import LlavaInternLM2Processor, build_chat_template, expand_to_square
+from .builder import build_llava_from_pretrained, build_tiny_llava, load_projector_weights
+
+
+def register():
+    """Make the Auto classes resolve `model_type: llava_internlm2` to our classes (no trust_remote_code)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+    AutoConfig.register("llava_internlm2", LlavaInternLM2Config, exist_ok=True)
+    AutoModel.register(LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, exist_ok=True)
+    AutoModelForImageTextToText.register(LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, exist_ok=True)
+    if hasattr(transformers, "AutoModelForVision2Seq"):
+        transformers.AutoModelForVision2Seq.register(
+            LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, exist_ok=True
+        )
+    AutoProcessor.register(LlavaInternLM2Config, LlavaInternLM2Processor, exist_ok=True)
+
+
+__all__ = [
+    "LlavaInternLM2Config",
+    "LlavaInternLM2ForConditionalGeneration",
+    "LlavaInternLM2MultiModalProjector",
+    "LlavaInternLM2PreTrainedModel",
+    "LlavaInternLM2Processor",
+    "build_chat_template",
+    "build_llava_from_pretrained",
+    "build_tiny_llava",
+    "expand_to_square",
+    "load_projector_weights",
+    "register",
+    "resize_token_embeddings_to_mean",
+]

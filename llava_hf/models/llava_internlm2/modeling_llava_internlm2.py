@@ -1,0 +1,440 @@
+"""LLaVA with any causal LM (InternLM2 by default) as a native transformers model.
+
+Same computation and submodule names as transformers' `LlavaForConditionalGeneration` (`vision_tower`,
+`multi_modal_projector.linear_1/act/linear_2`), with one difference: `language_model` is the full causal LM
+including its head (`InternLM2ForCausalLM.output`, `LlamaForCausalLM.lm_head`, ...), so an LLM checkpoint
+drops in unchanged and its keys stay `language_model.<original keys>`.
+
+This file imports only transformers, safetensors and its siblings, so `save_pretrained` can copy it next
+to the weights for `trust_remote_code=True` users who do not have llava_hf installed.
+"""
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+from dataclasses import dataclass
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_utils import PreTrainedModel
+from transformers.utils import can_return_tuple, logging
+
+from .configuration_llava_internlm2 import LlavaInternLM2Config
+
+
+try:  # a saved folder (trust_remote_code): the InternLM2 files sit next to this one
+    from .configuration_internlm2 import InternLM2Config
+    from .modeling_internlm2 import CACHE_FIELD, InternLM2ForCausalLM
+except ImportError:  # inside the llava_hf package
+    from llava_hf.models.internlm2.configuration_internlm2 import InternLM2Config
+    from llava_hf.models.internlm2.modeling_internlm2 import CACHE_FIELD, InternLM2ForCausalLM
+
+
+logger = logging.get_logger(__name__)
+
+# Auto classes a saved folder maps to our code, for `trust_remote_code=True` loading.
+REMOTE_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText", "AutoModelForVision2Seq")
+
+
+@dataclass
+class LlavaInternLM2CausalLMOutputWithPast(CausalLMOutputWithPast):
+    r"""
+    image_hidden_states (`torch.FloatTensor` of shape `(num_images, image_seq_length, hidden_size)`, *optional*):
+        The projected image features that replaced the image tokens.
+    """
+
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+class LlavaInternLM2MultiModalProjector(nn.Module):
+    def __init__(self, config: LlavaInternLM2Config):
+        super().__init__()
+        num_feature_layers = 1 if isinstance(config.vision_feature_layer, int) else len(config.vision_feature_layer)
+        self.linear_1 = nn.Linear(
+            config.vision_config.hidden_size * num_feature_layers,
+            config.text_config.hidden_size,
+            bias=config.multimodal_projector_bias,
+        )
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(
+            config.text_config.hidden_size, config.text_config.hidden_size, bias=config.multimodal_projector_bias
+        )
+
+    def forward(self, image_features):
+        hidden_states = self.linear_1(image_features)
+        hidden_states = self.act(hidden_states)
+        hidden_states = self.linear_2(hidden_states)
+        return hidden_states
+
+
+class LlavaInternLM2PreTrainedModel(PreTrainedModel):
+    config_class = LlavaInternLM2Config
+    config: LlavaInternLM2Config
+    base_model_prefix = "model"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = []  # the backbones contribute theirs (decoder / encoder layers)
+    _skip_keys_device_placement = ["past_key_values", "cache"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+
+def _is_internlm2(text_config) -> bool:
+    # Named directly rather than through `AutoModelForCausalLM`, so that a trust_remote_code folder, where
+    # nothing has registered InternLM2, still works.
+    return isinstance(text_config, InternLM2Config) or getattr(text_config, "model_type", None) == "internlm2"
+
+
+def causal_lm_from_config(text_config) -> PreTrainedModel:
+    """A randomly initialised causal LM (with its head) for any registered text config."""
+    if _is_internlm2(text_config):
+        return InternLM2ForCausalLM._from_config(text_config)
+    return AutoModelForCausalLM.from_config(text_config)
+
+
+def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tokens: int) -> None:
+    """Grow the vocabulary, filling new input/output rows with the mean of the existing rows.
+
+    Unlike `resize_token_embeddings(mean_resizing=True)`, which samples the new rows, this is deterministic, so
+    rebuilding a model from the same sources gives bit-identical weights.
+    """
+    old_num_tokens = language_model.get_input_embeddings().weight.shape[0]
+    if new_num_tokens < old_num_tokens:
+        raise ValueError(f"cannot shrink the vocabulary from {old_num_tokens} to {new_num_tokens} tokens")
+    if new_num_tokens == old_num_tokens:
+        return
+    language_model.resize_token_embeddings(new_num_tokens, mean_resizing=False)
+    embeddings = [language_model.get_input_embeddings(), language_model.get_output_embeddings()]
+    with torch.no_grad():
+        for weight in {id(e.weight): e.weight for e in embeddings if e is not None}.values():
+            mean = weight[:old_num_tokens].float().mean(dim=0, keepdim=True)
+            weight[old_num_tokens:] = mean.to(weight.dtype)
+
+
+def _weight_names(folder: str) -> set[str] | None:
+    """Tensor names stored in a local folder's safetensors files, or None when it has none."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            return set(json.load(f)["weight_map"])
+    single = os.path.join(folder, "model.safetensors")
+    if os.path.isfile(single):
+        with safe_open(single, framework="pt") as f:
+            return set(f.keys())
+    return None
+
+
+def _load_folder_tensors(folder: str) -> dict[str, torch.Tensor]:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    tensors = {}
+    for name in files:
+        tensors.update(load_file(os.path.join(folder, name)))
+    return tensors
+
+
+class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, GenerationMixin):
+    """CLIP vision tower -> 2-layer MLP projector -> causal LM. Build one from pretrained parts with
+    `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
+
+    def __init__(self, config: LlavaInternLM2Config):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.multi_modal_projector = LlavaInternLM2MultiModalProjector(config)
+        self.language_model = causal_lm_from_config(config.text_config)
+        self._share_sub_configs()
+        self.post_init()
+
+    def _share_sub_configs(self):
+        # One config object per backbone, so resizing the vocabulary or switching attention updates both views.
+        self.config.text_config = self.language_model.config
+        self.config.vision_config = self.vision_tower.config
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, new_embeddings):
+        self.language_model.set_output_embeddings(new_embeddings)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        embeddings = self.language_model.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.config.text_config.vocab_size = embeddings.weight.shape[0]
+        return embeddings
+
+    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
+        """Projected features `[n_images, image_seq_length, text_hidden_size]` of `pixel_values` `[n_images, 3, H, W]`.
+
+        A frozen vision tower (no trainable parameter) runs under `no_grad`, so it stores no activations.
+        """
+        frozen = not any(p.requires_grad for p in self.vision_tower.parameters())
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            image_outputs = self.vision_tower(
+                pixel_values.to(self.vision_tower.dtype), output_hidden_states=True, return_dict=True
+            )
+        layers = self.config.vision_feature_layer
+        layers = [layers] if isinstance(layers, int) else layers
+        selected = [image_outputs.hidden_states[layer] for layer in layers]
+        if self.config.vision_feature_select_strategy == "default":
+            selected = [hidden_state[:, 1:] for hidden_state in selected]  # drop CLS
+        return self.multi_modal_projector(torch.cat(selected, dim=-1))
+
+    def get_placeholder_mask(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.FloatTensor,
+        image_features: torch.FloatTensor | None,
+    ) -> torch.BoolTensor:
+        """`[batch, seq]` mask of the image-token positions; raises if they do not match the image features."""
+        if input_ids is None:
+            image_token_embedding = self.get_input_embeddings()(
+                torch.tensor(self.config.image_token_id, dtype=torch.long, device=inputs_embeds.device)
+            )
+            image_mask = (inputs_embeds == image_token_embedding).all(-1)
+        else:
+            image_mask = input_ids == self.config.image_token_id
+        n_image_tokens = int(image_mask.sum())
+        n_image_features = 0 if image_features is None else image_features.shape[0] * image_features.shape[1]
+        if n_image_tokens != n_image_features:
+            n_images = 0 if image_features is None else image_features.shape[0]
+            raise ValueError(
+                f"Image features and image tokens do not match: the input has {n_image_tokens} image tokens "
+                f"(id {self.config.image_token_id}) but {n_images} image(s) give {n_image_features} features "
+                f"({self.config.image_seq_length} per image). Each `<image>` must be expanded to "
+                f"image_seq_length tokens and `pixel_values` must hold one image per `<image>`, in order."
+            )
+        return image_mask
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> LlavaInternLM2CausalLMOutputWithPast:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(n_images, 3, H, W)`, *optional*):
+            Only the images present in the batch, in row order; text-only rows contribute none.
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Next-token labels (-100 ignored). Image-token positions are always ignored.
+        position_ids (`torch.LongTensor`, *optional*):
+            Passed to the language model untouched (packed rows carry per-sample positions).
+        """
+        cache = cache if cache is not None else past_key_values
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+
+        image_features = None
+        if pixel_values is not None:
+            image_features = self.get_image_features(pixel_values).to(inputs_embeds.device, inputs_embeds.dtype)
+        decoding = cache is not None and cache.get_seq_length() > 0  # image tokens are already in the cache
+        image_mask = None
+        if image_features is not None or not decoding:
+            image_mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
+        if image_features is not None:
+            inputs_embeds = inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), image_features)
+
+        loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            return_dict=True,
+            **{CACHE_FIELD: cache},
+            **kwargs,
+        )
+        logits = outputs.logits
+
+        loss = None
+        if labels is not None:
+            if image_mask is not None:
+                labels = labels.masked_fill(image_mask.to(labels.device), -100)
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1], **loss_kwargs)
+
+        return LlavaInternLM2CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=image_features,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+        )
+
+    def prepare_inputs_for_generation(self, *args, pixel_values=None, is_first_iteration=False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        # The image features enter the KV cache on the first step; later steps only extend it.
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            model_inputs["pixel_values"] = pixel_values
+        else:
+            model_inputs.pop("pixel_values", None)
+        return model_inputs
+
+    @classmethod
+    def from_backbones(
+        cls,
+        config: LlavaInternLM2Config,
+        language_model: PreTrainedModel | None = None,
+        vision_tower: PreTrainedModel | None = None,
+    ) -> "LlavaInternLM2ForConditionalGeneration":
+        """Assemble a model around already-loaded backbones (a missing one is built from `config`); the projector
+        is freshly initialised. The language model is grown (mean rows) to `config.text_config.vocab_size`."""
+        with torch.device("meta"):  # skeleton only: no memory, no init for the parts replaced below
+            model = cls(config)
+        if language_model is None:
+            language_model = causal_lm_from_config(config.text_config)
+        resize_token_embeddings_to_mean(language_model, config.text_config.vocab_size)
+        if vision_tower is None:
+            vision_tower = AutoModel.from_config(config.vision_config)
+        model.language_model = language_model
+        model.vision_tower = vision_tower
+        model._share_sub_configs()
+        projector = LlavaInternLM2MultiModalProjector(model.config)
+        for module in (projector.linear_1, projector.linear_2):
+            model._init_weights(module)
+        model.multi_modal_projector = projector.to(device=language_model.device, dtype=language_model.dtype)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """A full folder loads as usual. A local folder whose weights lack a backbone (a stage-1 checkpoint with only
+        the projector) is rebuilt from `config.text_model_name_or_path` / `config.vision_model_name_or_path`, and
+        the folder's tensors are loaded on top."""
+        folder = os.fspath(pretrained_model_name_or_path)
+        names = _weight_names(folder) if os.path.isdir(folder) else None
+        if names is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        missing = [part for part in ("language_model", "vision_tower") if not any(n.startswith(part + ".") for n in names)]
+        if not missing:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if model_args:
+            raise TypeError(f"{folder}: positional model arguments are not supported when rebuilding from sources")
+        return cls._from_backbone_sources(folder, missing, **kwargs)
+
+    @classmethod
+    def _from_backbone_sources(
+        cls,
+        folder,
+        missing,
+        config=None,
+        dtype=None,
+        torch_dtype=None,
+        attn_implementation=None,
+        device_map=None,
+        quantization_config=None,
+        **kwargs,
+    ):
+        # Hub/auto plumbing that means nothing for a local folder.
+        for name in ("_from_auto", "trust_remote_code", "adapter_kwargs", "revision", "token", "cache_dir",
+                     "local_files_only", "force_download", "proxies", "subfolder", "code_revision", "_commit_hash"):
+            kwargs.pop(name, None)
+        if kwargs:
+            raise TypeError(f"{folder}: {sorted(kwargs)} not supported when rebuilding a checkpoint without backbones")
+        config = config if config is not None else LlavaInternLM2Config.from_pretrained(folder)
+        dtype = dtype if dtype is not None else torch_dtype
+        load_kwargs = {"dtype": dtype} if dtype is not None else {}
+        if attn_implementation is not None:
+            load_kwargs["attn_implementation"] = attn_implementation
+
+        sources = {"language_model": config.text_model_name_or_path, "vision_tower": config.vision_model_name_or_path}
+        field = {"language_model": "text_model_name_or_path", "vision_tower": "vision_model_name_or_path"}
+        for part in missing:
+            if not sources[part]:
+                raise ValueError(
+                    f"{folder}: the weights have no `{part}.*` tensors and config.{field[part]} is not set, so the "
+                    f"{part} cannot be rebuilt; save the full model or record where the backbone comes from"
+                )
+        language_model = vision_tower = None
+        if "language_model" in missing:
+            lm_kwargs = dict(load_kwargs)
+            if quantization_config is not None:
+                lm_kwargs["quantization_config"] = quantization_config
+            lm_class = InternLM2ForCausalLM if _is_internlm2(config.text_config) else AutoModelForCausalLM
+            language_model = lm_class.from_pretrained(sources["language_model"], **lm_kwargs)
+        if "vision_tower" in missing:
+            vision_tower = AutoModel.from_pretrained(sources["vision_tower"], **load_kwargs)
+        model = cls.from_backbones(config, language_model=language_model, vision_tower=vision_tower)
+        model.load_checkpoint_tensors(folder)
+        if device_map is not None:
+            if isinstance(device_map, dict):
+                raise TypeError(f"{folder}: a per-module device_map is not supported when rebuilding from sources")
+            model.to(device_map if isinstance(device_map, (str, torch.device)) else torch.device(device_map))
+        return model.eval()
+
+    def load_checkpoint_tensors(self, folder: str) -> None:
+        """Copy every tensor of a folder's safetensors files into the parameter of the same name (strict)."""
+        tensors = _load_folder_tensors(folder)
+        state = self.state_dict()
+        for name, tensor in tensors.items():
+            if name not in state:
+                raise ValueError(f"{folder}: tensor `{name}` matches no parameter of {type(self).__name__}")
+            if tensor.shape != state[name].shape:
+                raise ValueError(
+                    f"{folder}: tensor `{name}` has shape {tuple(tensor.shape)}, the model expects "
+                    f"{tuple(state[name].shape)}"
+                )
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                state[name].copy_(tensor)
+
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
+        """Also writes `auto_map` and the code files (this one, the config, InternLM2's), so the folder loads with
+        `trust_remote_code=True` where llava_hf is not installed."""
+        import transformers
+
+        auto_map = {"AutoConfig": f"{_module_name(LlavaInternLM2Config)}.LlavaInternLM2Config"}
+        for auto_class in REMOTE_AUTO_CLASSES:
+            if hasattr(transformers, auto_class):
+                auto_map[auto_class] = f"{_module_name(type(self))}.{type(self).__name__}"
+        self.config.auto_map = auto_map
+        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            for source in {inspect.getfile(c) for c in (LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration,
+                                                        InternLM2Config, InternLM2ForCausalLM)}:
+                shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
+
+
+def _module_name(cls) -> str:
+    return cls.__module__.rsplit(".", 1)[-1]
+
+
+__all__ = [
+    "LlavaInternLM2ForConditionalGeneration",
+    "LlavaInternLM2PreTrainedModel",
+    "LlavaInternLM2MultiModalProjector",
+    "resize_token_embeddings_to_mean",
+]
