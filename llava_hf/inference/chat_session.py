@@ -57,7 +57,12 @@ class ChatSession:
         self.template = template
         self.system = system
         self.generation_options = dict(generation_options or {})
-        self.stop_words = [word for word in [*stop_words, *(template.stop_words if template else [])] if word]
+        template_stops = template.stop_words if template else [end_of_turn_marker(processor)]
+        words = list(dict.fromkeys(word for word in [*stop_words, *template_stops] if word))
+        # One-token stop words (`<|im_end|>`) end generation as EOS does; others are matched as text.
+        self.stop_token_ids = [single_token_id(self.tokenizer, word) for word in words]
+        self.stop_words = [word for word, token_id in zip(words, self.stop_token_ids) if token_id is None]
+        self.stop_token_ids = [token_id for token_id in self.stop_token_ids if token_id is not None]
         self.reset()
 
     def reset(self):
@@ -146,9 +151,14 @@ class ChatSession:
         return reuse
 
     def stop_options(self) -> dict:
-        if not self.stop_words:
-            return {}
-        return {"stop_strings": self.stop_words, "tokenizer": self.tokenizer}
+        options = {}
+        if self.stop_token_ids:
+            eos = self.model.generation_config.eos_token_id
+            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            options["eos_token_id"] = list(dict.fromkeys([*eos, *self.stop_token_ids]))
+        if self.stop_words:
+            options.update(stop_strings=self.stop_words, tokenizer=self.tokenizer)
+        return options
 
     def record_answer(self, turn: Turn, input_ids: torch.Tensor, sequences: torch.Tensor):
         """Store the answer text and which ids the cache now holds (everything fed, not the last token)."""
@@ -174,6 +184,25 @@ class ChatSession:
             if turn.answer is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
         return messages
+
+
+def end_of_turn_marker(processor) -> str | None:
+    """What the chat template writes right after an answer (`<|im_end|>` for InternLM2), to stop there."""
+    marker = "\x01ANSWER\x01"
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": marker}]}]
+    try:
+        rendered = processor.apply_chat_template(messages, tokenize=False)
+    except Exception:  # noqa: BLE001 (a template that cannot render this gives no marker, not an error)
+        return None
+    after = rendered.partition(marker)[2].strip()
+    return after or None
+
+
+def single_token_id(tokenizer, word: str) -> int | None:
+    """The id of `word` when it is one token of the vocabulary (special tokens included), else None."""
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 and tokenizer.decode(ids) == word else None
 
 
 def render_with_template(template, turns: list[Turn], system, image_token: str, eos_token: str) -> str:

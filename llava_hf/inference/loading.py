@@ -133,7 +133,9 @@ def load_adapter_output(folder, options):
     if not os.path.isdir(base) and os.path.isdir(os.path.join(folder, base)):
         base = os.path.join(folder, base)  # a path relative to the adapter folder
     model, base_processor = load_model_folder(base, options)
-    model = PeftModel.from_pretrained(model, folder)
+    # PEFT injects the LoRA layers (and the trained projector copy) into `model` in place; callers keep
+    # the LLaVA class, its `generate` and its config, with the adapter active.
+    PeftModel.from_pretrained(model, folder)
     has_processor = any(os.path.isfile(os.path.join(folder, name))
                         for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"))
     return model, AutoProcessor.from_pretrained(folder) if has_processor else base_processor
@@ -161,19 +163,27 @@ def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
 
-    model, processor = build_llava_from_pretrained(llm, visual_encoder)
+    model, processor = build_llava_from_pretrained(llm, visual_encoder, dtype=dtype)
     model.multi_modal_projector.load_state_dict(read_xtuner_projector(projector))
-    llm_adapter, vit_adapter = os.path.join(llava, "llm_adapter"), os.path.join(llava, "visual_encoder_adapter")
-    if os.path.isdir(llm_adapter):
-        model.language_model = PeftModel.from_pretrained(model.language_model, llm_adapter)
-    if os.path.isdir(vit_adapter):
-        model.vision_tower = PeftModel.from_pretrained(model.vision_tower, vit_adapter)
-    if dtype not in (None, "auto"):
-        model = model.to(dtype)
+    # XTuner trained each adapter on the bare LLM / ViT: attach them there. PEFT injects the LoRA layers into
+    # the module in place, so the LLaVA model keeps its own class and `generate`.
+    for adapter, module in (("llm_adapter", model.language_model), ("visual_encoder_adapter", model.vision_tower)):
+        if os.path.isdir(os.path.join(llava, adapter)):
+            PeftModel.from_pretrained(module, os.path.join(llava, adapter))
     if device_map is not None:
-        model = model.to(device_map if isinstance(device_map, (str, torch.device)) and device_map != "auto"
-                         else ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = model.to(single_device(device_map))
     return model, processor
+
+
+def single_device(device_map) -> str | torch.device:
+    """Where a model built in memory goes for `device_map` (`"auto"`: the GPU when there is one)."""
+    if isinstance(device_map, dict) and len(set(device_map.values())) == 1:
+        device_map = next(iter(device_map.values()))
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    if device_map == "auto" or isinstance(device_map, dict):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device_map
 
 
 def read_xtuner_projector(folder) -> dict:
