@@ -1,0 +1,108 @@
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from llava_hf.data import dataset as dataset_module
+from llava_hf.data.dataset import build_llava_dataset
+from llava_hf.data.errors import DataError
+from llava_hf.data.sources import DataSource
+from llava_hf.data.tokenization import IGNORE_INDEX
+
+
+def conv(question, answer="A red square."):
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+def write_source(folder, samples, color=(255, 0, 0), name="data.json"):
+    os.makedirs(folder / "images", exist_ok=True)
+    for sample in samples:
+        if "image" in sample:
+            Image.new("RGB", (60, 40), color).save(folder / "images" / sample["image"])
+    (folder / name).write_text(json.dumps(samples))
+    return DataSource(str(folder / name), str(folder / "images"))
+
+
+@pytest.fixture
+def source(tmp_path):
+    return write_source(tmp_path / "a", [
+        {"id": "img0", "image": "0.jpg", "conversations": conv("<image>\nWhat is it?")},
+        {"id": "txt1", "conversations": conv("Say hi.", "Hi.")},
+        {"id": "long2", "image": "2.jpg", "conversations": conv("<image>\n" + "very long question " * 100)},
+        {"id": "img3", "image": "3.jpg", "conversations": conv("Caption this.\n<image>", "A red square on white.")},
+    ])
+
+
+def test_items_lengths_and_drop_count(source, tiny_processor):
+    ds = build_llava_dataset(source, tiny_processor, max_length=64)
+    assert len(ds) == 3 and ds.stats["no_supervised_tokens"] == 1 and ds.stats["samples"] == 4
+    image_item, text_item = ds[0], ds[1]
+    n = tiny_processor.image_seq_length
+    assert (image_item["input_ids"] == tiny_processor.image_token_id).sum() == n
+    assert image_item["pixel_values"].shape == (3, 56, 56) and image_item["pixel_values"].dtype == torch.float32
+    assert "pixel_values" not in text_item
+    assert (image_item["labels"][image_item["input_ids"] == tiny_processor.image_token_id] == IGNORE_INDEX).all()
+    assert ds.lengths == [len(ds[i]["input_ids"]) for i in range(len(ds))]
+    assert ds.modality_lengths == [ds.lengths[0], -ds.lengths[1], ds.lengths[2]]
+
+
+def test_sources_keep_their_own_image_folders(tmp_path, tiny_processor):
+    red = write_source(tmp_path / "red", [{"image": "x.jpg", "conversations": conv("<image>\nQ")}], (255, 0, 0))
+    blue = write_source(tmp_path / "blue", [{"image": "x.jpg", "conversations": conv("<image>\nQ")}], (0, 0, 255))
+    ds = build_llava_dataset([red, blue], tiny_processor)
+    red_pixels, blue_pixels = ds[0]["pixel_values"], ds[1]["pixel_values"]
+    assert red_pixels[0].mean() > red_pixels[2].mean() and blue_pixels[2].mean() > blue_pixels[0].mean()
+
+
+def test_pad_to_square_reaches_the_processor(source, tiny_processor, monkeypatch):
+    seen = []
+    original = tiny_processor.preprocess_images
+    monkeypatch.setattr(tiny_processor, "preprocess_images", lambda images, pad_to_square=None: seen.append(pad_to_square) or original(images, pad_to_square))
+    build_llava_dataset(source, tiny_processor, pad_to_square=True)[0]
+    assert seen == [True]
+
+
+def test_bad_samples_raise_naming_each_or_are_skipped_and_counted(tmp_path, tiny_processor):
+    bad = write_source(tmp_path / "b", [
+        {"id": "ok", "image": "0.jpg", "conversations": conv("<image>\nQ")},
+        {"id": "gptfirst", "conversations": [{"from": "gpt", "value": "A"}, {"from": "human", "value": "Q"}]},
+        {"id": "twoimages", "image": "2.jpg", "conversations": conv("<image>\n<image>\nQ")},
+    ])
+    with pytest.raises(DataError, match=r"2 bad samples:\n.*data.json sample #1 \(id 'gptfirst'\): .*gpt.*\n.*sample #2 \(id 'twoimages'\)"):
+        build_llava_dataset(bad, tiny_processor)
+    ds = build_llava_dataset(bad, tiny_processor, skip_bad_samples=True)
+    assert len(ds) == 1 and ds.stats["bad"] == 2
+    ds = build_llava_dataset(bad, tiny_processor, exclude={(0, 1), (0, 2)})
+    assert len(ds) == 1 and ds.stats["excluded"] == 2
+
+
+def test_missing_image_at_load_time_names_the_sample(source, tiny_processor):
+    ds = build_llava_dataset(source, tiny_processor, max_length=64)
+    os.remove(os.path.join(source.image_folder, "3.jpg"))
+    with pytest.raises(DataError, match=r"data.json sample #3 \(id 'img3'\): image '3.jpg' not found"):
+        ds[2]
+
+
+def test_cache_is_reused_and_invalidated(source, tiny_processor, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    first = build_llava_dataset(source, tiny_processor, max_length=64, cache_dir=str(cache))
+    assert len(os.listdir(cache)) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("tokenized again despite a valid cache")
+
+    real = dataset_module._tokenize_sources
+    monkeypatch.setattr(dataset_module, "_tokenize_sources", fail)
+    again = build_llava_dataset(source, tiny_processor, max_length=64, cache_dir=cache)
+    assert [again[i]["input_ids"].tolist() for i in range(3)] == [first[i]["input_ids"].tolist() for i in range(3)]
+    assert again.stats == first.stats and again.modality_lengths == first.modality_lengths
+
+    monkeypatch.setattr(dataset_module, "_tokenize_sources", real)
+    build_llava_dataset(source, tiny_processor, max_length=128, cache_dir=cache)  # other setting -> new entry
+    records = json.loads(open(source.data_path).read())[:2]
+    with open(source.data_path, "w") as f:  # changed file -> new entry
+        json.dump(records, f)
+    assert len(build_llava_dataset(source, tiny_processor, max_length=64, cache_dir=cache)) == 2
+    assert len([name for name in os.listdir(cache) if not name.startswith(".")]) == 3

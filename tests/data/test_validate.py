@@ -1,0 +1,111 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from llava_hf.data.sources import DataSource
+from llava_hf.data.validate import validate_data
+
+
+def conv(question, answer="A."):
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(images / "good.jpg")
+    Image.new("RGBA", (30, 20)).save(images / "rgba.png")
+    Image.new("CMYK", (30, 20)).save(images / "cmyk.jpg")
+    Image.fromarray(np.zeros((20, 30), dtype=np.uint16)).save(images / "depth16.png")
+    Image.new("RGB", (8, 8)).save(images / "ocr.gif")
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "junk.jpg").write_bytes(b"not an image at all" * 10)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    noise.save(images / "full.jpg")
+    data = (images / "full.jpg").read_bytes()
+    (images / "cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.new("1", (3000, 3000)).save(images / "huge.png")
+    (tmp_path / "secret.jpg").write_bytes(data)
+    return tmp_path
+
+
+def write(folder, samples):
+    path = folder / "data.json"
+    path.write_text(json.dumps(samples))
+    return DataSource(str(path), str(folder / "images"))
+
+
+def test_good_data_passes_including_odd_modes_and_stem_lookup(folder):
+    samples = [{"id": str(i), "image": name, "conversations": conv("<image>\nQ")}
+               for i, name in enumerate(["good.jpg", "rgba.png", "cmyk.jpg", "depth16.png", "ocr.jpg"])]
+    samples.append({"id": "t", "conversations": conv("Q")})
+    report = validate_data(write(folder, samples), num_workers=2)
+    assert report.ok, report.format()
+    assert report.counts["samples"] == 6 and report.counts["text_only"] == 1
+    assert report.counts["image_found_by_stem"] == 1
+    assert report.format().endswith("OK")
+
+
+BAD_CASES = [
+    ({"image": "missing.jpg", "conversations": conv("<image>\nQ")}, "image 'missing.jpg' not found"),
+    ({"image": "junk.jpg", "conversations": conv("<image>\nQ")}, "junk.jpg is not a readable image"),
+    ({"image": "cut.jpg", "conversations": conv("<image>\nQ")}, r"cut.jpg is truncated \(no JPEG end marker\)"),
+    ({"image": "empty.jpg", "conversations": conv("<image>\nQ")}, r"empty.jpg is empty \(0 bytes\)"),
+    ({"image": "../secret.jpg", "conversations": conv("<image>\nQ")}, "escapes the image folder"),
+    ({"image": "huge.png", "conversations": conv("<image>\nQ")}, "decompression bomb"),
+    ({"image": "good.jpg", "conversations": [{"from": "gpt", "value": "A"}, {"from": "human", "value": "<image>"}]},
+     "starts with a 'gpt' turn"),
+    ({"image": "good.jpg", "conversations": conv("<image>\n<image>\nQ")}, "2 '<image>' tokens"),
+    ({"image": "good.jpg", "conversations": conv("Q") + conv("<image>")}, "missing from the first human turn"),
+    ({"conversations": conv("<image>\nQ")}, "the sample has no 'image'"),
+    ({"image": "good.jpg"}, "sample has no 'conversations'"),
+    ("just a string", "sample must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("sample, message", BAD_CASES)
+def test_each_bad_case_is_reported_with_index_and_id(folder, sample, message):
+    good = {"id": "fine", "image": "good.jpg", "conversations": conv("<image>\nQ")}
+    if isinstance(sample, dict):
+        sample = {"id": "bad-one", **sample}
+    report = validate_data(write(folder, [good, sample]), num_workers=2, max_image_pixels=4_000_000)
+    assert not report.ok
+    assert len(report.errors) == 1
+    problem = report.errors[0]
+    assert problem.index == 1 and problem.sample_id == ("bad-one" if isinstance(sample, dict) else None)
+    assert report.bad_samples == {(0, 1)}
+    text = report.format()
+    assert "data.json sample #1" in text and "FAILED" in text
+    import re
+    assert re.search(message, problem.message), problem.message
+
+
+def test_malformed_json_is_a_file_error_and_other_files_are_still_checked(folder):
+    broken = folder / "broken.json"
+    broken.write_text("[{")
+    fine = write(folder, [{"image": "good.jpg", "conversations": conv("<image>\nQ")}])
+    report = validate_data([DataSource(str(broken), str(folder / "images")), fine], num_workers=2)
+    assert not report.ok and report.has_file_errors
+    assert "broken.json: invalid JSON" in report.errors[0].message
+    assert report.counts["samples"] == 1
+
+
+def test_token_length_check_with_a_tokenizer(folder, image_tokenizer):
+    long_question = {"id": "long", "image": "good.jpg", "conversations": conv("<image>\n" + "word " * 300)}
+    report = validate_data(write(folder, [long_question]), tokenizer=image_tokenizer, max_length=64, num_workers=1)
+    assert report.ok  # the dataset drops it and counts it: a warning, not an error
+    assert [p.kind for p in report.warnings] == ["no_supervised_tokens"]
+    assert "max_length=64" in report.warnings[0].message
+
+
+def test_many_samples_in_parallel_keep_their_indices(folder):
+    samples = [{"id": f"s{i}", "image": "good.jpg" if i % 7 else "missing.jpg", "conversations": conv("<image>\nQ")}
+               for i in range(2000)]
+    report = validate_data(write(folder, samples), num_workers=4)
+    assert sorted(p.index for p in report.errors) == list(range(0, 2000, 7))
+    assert all(p.sample_id == f"s{p.index}" for p in report.errors)
+    assert os.path.exists(folder / "images" / "good.jpg")

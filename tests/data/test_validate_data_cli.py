@@ -1,0 +1,26 @@
+import json
+
+from PIL import Image
+
+from llava_hf.cli.main import main
+
+
+def test_exit_code_and_report(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "images" / "a.jpg")
+    good = [{"id": "1", "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}]
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**good[0], "id": "x", "image": "gone.jpg"}) + "\n")
+    args = ["validate-data", "--image-folder", str(tmp_path / "images"), "--num-workers", "1"]
+    assert main([*args, "--data-path", str(tmp_path / "good.json")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("OK")
+    assert main([*args, "--data-path", str(tmp_path / "good.json"), "--data-path", str(tmp_path / "bad.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert "bad.jsonl sample #0 (id 'x'): image 'gone.jpg' not found" in out and "1 errors" in out
+
+
+def test_mismatched_folder_count(tmp_path, capsys):
+    args = ["validate-data", "--data-path", "a.json", "--data-path", "b.json", "--data-path", "c.json",
+            "--image-folder", "x", "--image-folder", "y"]
+    assert main(args) == 2
+    assert "3 --data-path but 2 --image-folder" in capsys.readouterr().err
