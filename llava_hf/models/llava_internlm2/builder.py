@@ -26,6 +26,8 @@ def build_llava_from_pretrained(
     projector_path: str | None = None,
     dtype: torch.dtype | str | None = None,
     image_token: str = "<image>",
+    attn_implementation: str | None = None,
+    quantization_config=None,
     **config_overrides,
 ) -> tuple[LlavaInternLM2ForConditionalGeneration, LlavaInternLM2Processor]:
     """A new model from a causal-LM folder (+ its tokenizer) and a CLIP folder (+ its image processor).
@@ -34,11 +36,14 @@ def build_llava_from_pretrained(
     old ones, so the same sources always give the same weights), records both sources in the config (so
     projector-only checkpoints can be rebuilt), and loads `projector_path` (a safetensors file, or a folder
     whose weights hold `multi_modal_projector.*`) when given. `config_overrides` go to `LlavaInternLM2Config`
-    (e.g. `vision_feature_layer`, `projector_hidden_act`).
+    (e.g. `vision_feature_layer`, `projector_hidden_act`); `quantization_config` applies to the LLM only.
     """
+    load_kwargs = {"dtype": dtype, "attn_implementation": attn_implementation}
+    load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
+    lm_kwargs = dict(load_kwargs, **({"quantization_config": quantization_config} if quantization_config else {}))
     tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
-    language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **_dtype_kwargs(dtype))
-    vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **_dtype_kwargs(dtype))
+    language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **lm_kwargs)
+    vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **load_kwargs)
     image_processor = AutoImageProcessor.from_pretrained(vision_name_or_path)
     model, processor = _assemble(
         language_model,
@@ -169,10 +174,6 @@ def _tiny_tokenizer_dir(scratch: str) -> str:
 def _source(name_or_path: str) -> str:
     """Local folders are recorded as absolute paths (a checkpoint may be loaded from another directory)."""
     return os.path.abspath(name_or_path) if os.path.isdir(name_or_path) else name_or_path
-
-
-def _dtype_kwargs(dtype) -> dict:
-    return {} if dtype is None else {"dtype": dtype}
 
 
 __all__ = ["build_llava_from_pretrained", "build_tiny_llava", "load_projector_weights"]

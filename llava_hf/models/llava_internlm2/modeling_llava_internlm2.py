@@ -369,6 +369,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         load_kwargs = {"dtype": dtype} if dtype is not None else {}
         if attn_implementation is not None:
             load_kwargs["attn_implementation"] = attn_implementation
+        device = _single_device(device_map, folder)
+        if device is not None:
+            load_kwargs["device_map"] = {"": device}
 
         sources = {"language_model": config.text_model_name_or_path, "vision_tower": config.vision_model_name_or_path}
         field = {"language_model": "text_model_name_or_path", "vision_tower": "vision_model_name_or_path"}
@@ -388,11 +391,7 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         if "vision_tower" in missing:
             vision_tower = AutoModel.from_pretrained(sources["vision_tower"], **load_kwargs)
         model = cls.from_backbones(config, language_model=language_model, vision_tower=vision_tower)
-        model.load_checkpoint_tensors(folder)
-        if device_map is not None:
-            if isinstance(device_map, dict):
-                raise TypeError(f"{folder}: a per-module device_map is not supported when rebuilding from sources")
-            model.to(device_map if isinstance(device_map, (str, torch.device)) else torch.device(device_map))
+        model.load_checkpoint_tensors(folder)  # backbones were loaded onto `device`; the projector follows the LM
         return model.eval()
 
     def load_checkpoint_tensors(self, folder: str) -> None:
@@ -426,6 +425,19 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             for source in {inspect.getfile(c) for c in (LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration,
                                                         InternLM2Config, InternLM2ForCausalLM)}:
                 shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
+
+
+def _single_device(device_map, folder):
+    """The one device a rebuilt model goes to: backbones from sources are not split across devices."""
+    if device_map is None:
+        return None
+    if isinstance(device_map, dict):
+        if set(device_map) != {""}:
+            raise TypeError(f"{folder}: a per-module device_map is not supported when rebuilding from sources")
+        device_map = device_map[""]
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device_map
 
 
 def _module_name(cls) -> str:
