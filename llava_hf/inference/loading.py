@@ -143,8 +143,6 @@ def load_adapter_output(folder, options):
 
 def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
     """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class."""
-    from peft import PeftModel
-
     from llava_hf.models.llava_internlm2.builder import build_llava_from_pretrained
 
     if llava is None or not os.path.isdir(llava):
@@ -169,10 +167,33 @@ def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
     # the module in place, so the LLaVA model keeps its own class and `generate`.
     for adapter, module in (("llm_adapter", model.language_model), ("visual_encoder_adapter", model.vision_tower)):
         if os.path.isdir(os.path.join(llava, adapter)):
-            PeftModel.from_pretrained(module, os.path.join(llava, adapter))
+            attach_xtuner_adapter(module, os.path.join(llava, adapter))
     if device_map is not None:
         model = model.to(single_device(device_map))
     return model, processor
+
+
+def attach_xtuner_adapter(module, folder):
+    """`PeftModel.from_pretrained(module, folder)`, tolerating the one vocabulary row our builder adds.
+
+    XTuner's LLM LoRA also covers InternLM2's `output` head, trained without the `<image>` row; that row gets
+    a zero LoRA update (the model never has to predict `<image>`).
+    """
+    from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    peft_model = PeftModel(module, PeftConfig.from_pretrained(folder))  # injects LoRA layers into `module`
+    weights = load_peft_weights(folder, device="cpu")
+    for key, tensor in weights.items():
+        if key.endswith(".lora_B.weight"):
+            layer = peft_model.base_model.model.get_submodule(key[len("base_model.model."):-len(".lora_B.weight")])
+            missing_rows = layer.out_features - tensor.shape[0]
+            if missing_rows > 0:
+                weights[key] = torch.cat([tensor, tensor.new_zeros(missing_rows, *tensor.shape[1:])])
+    result = set_peft_model_state_dict(peft_model, weights)
+    if result.unexpected_keys:
+        raise UserInputError(f"{folder}: adapter weights for modules the model lacks: {result.unexpected_keys[:3]}")
+    peft_model.eval()
 
 
 def single_device(device_map) -> str | torch.device:
