@@ -4,8 +4,10 @@ The text table stores the compact encoding (the image is one token) so a 665K-sa
 `__getitem__` expands the image token to `image_seq_length` positions and preprocesses the image.
 """
 
+import json
 import logging
 import os
+import uuid
 from collections.abc import Collection, Sequence
 
 import datasets
@@ -77,6 +79,7 @@ def build_llava_dataset(
     cache_dir: str | None = None,
     skip_bad_samples: bool = False,
     exclude: Collection[tuple[int, int]] = (),
+    num_proc: int | None = None,
 ) -> LlavaDataset:
     """Read, check and tokenize every source (or reuse the on-disk cache) and wrap it as a LlavaDataset.
 
@@ -85,6 +88,7 @@ def build_llava_dataset(
     pairs to leave out, e.g. `ValidationReport.bad_samples` when training runs with `--skip-bad-samples`
     (image-file problems are only found by the validator, which opens the files).
     Samples whose labels are all -100 after truncation are dropped and counted in `stats`.
+    Tokenization runs in `num_proc` processes (default: all cores for 20K+ samples, else in-process).
     """
     sources = [sources] if isinstance(sources, DataSource) else list(sources)
     if not sources:
@@ -100,60 +104,95 @@ def build_llava_dataset(
 
     def build():
         return _tokenize_sources(sources, tokenizer, template, max_length, processor.image_token_id,
-                                 processor.image_seq_length, skip_bad_samples, set(exclude))
+                                 processor.image_seq_length, skip_bad_samples, set(exclude), num_proc)
 
     table, stats = load_or_build(cache_dir, [s.data_path for s in sources], tokenizer, settings, build)
     logger.info("LLaVA data: %s", ", ".join(f"{k}={v}" for k, v in stats.items()))
     return LlavaDataset(table, sources, processor, pad_to_square, stats)
 
 
-def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
-                      exclude):
-    columns = {name: [] for name in ("source", "index", "id", "image", "input_ids", "labels", "length")}
-    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0}
-    errors: list[str] = []
-    for source_index, source in enumerate(sources):
-        for index, record in enumerate(read_samples(source.data_path)):
-            stats["samples"] += 1
-            if (source_index, index) in exclude:
-                stats["excluded"] += 1
-                continue
+_TABLE_FEATURES = datasets.Features({
+    "source": datasets.Value("int32"), "index": datasets.Value("int64"), "id": datasets.Value("string"),
+    "image": datasets.Value("string"), "input_ids": datasets.Sequence(datasets.Value("int32")),
+    "labels": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32"),
+    "status": datasets.Value("string"), "error": datasets.Value("string"),
+})
+PARALLEL_THRESHOLD = 20_000  # below this many samples, worker start-up costs more than it saves
+
+
+class _SampleEncoder:
+    """Batched `datasets.map` function: JSON record -> compact ids/labels, or a status saying why not."""
+
+    def __init__(self, sources, tokenizer, template, max_length, image_token_id, image_seq_length):
+        self.sources = sources
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_length = max_length
+        self.image_token_id = image_token_id
+        self.image_seq_length = image_seq_length
+
+    def __call__(self, batch):
+        out = {name: [] for name in ("id", "image", "input_ids", "labels", "length", "status", "error")}
+        for source_index, index, text in zip(batch["source"], batch["index"], batch["record"]):
+            record = json.loads(text)
+            source = self.sources[source_index]
+            image, input_ids, labels, status, error = None, [], [], "ok", None
             try:
                 check_record(record)
                 image = sample_image(record)
                 if image is not None and source.image_folder is None:
                     raise ValueError("sample has an 'image' but its data source has no image_folder")
                 input_ids, labels = tokenize_conversation(
-                    record["conversations"], tokenizer, template, image_token_id=image_token_id,
-                    max_length=max_length, has_image=image is not None,
+                    record["conversations"], self.tokenizer, self.template, image_token_id=self.image_token_id,
+                    max_length=self.max_length, has_image=image is not None,
                 )
+                if not has_supervised_tokens(labels):
+                    status = "no_supervised_tokens"
             except ValueError as e:
-                stats["bad"] += 1
-                errors.append(f"{describe_sample(source.data_path, index, sample_id(record))}: {e}")
+                status, error = "bad", f"{describe_sample(source.data_path, index, sample_id(record))}: {e}"
+            n_image_tokens = input_ids.count(self.image_token_id) if image is not None else 0
+            for name, value in (("id", sample_id(record)), ("image", image), ("input_ids", input_ids),
+                                ("labels", labels), ("length", len(input_ids) + n_image_tokens * (self.image_seq_length - 1)),
+                                ("status", status), ("error", error)):
+                out[name].append(value)
+        return out
+
+
+def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
+                      exclude, num_proc):
+    rows = {"source": [], "index": [], "record": []}
+    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0}
+    for source_index, source in enumerate(sources):
+        for index, record in enumerate(read_samples(source.data_path)):
+            stats["samples"] += 1
+            if (source_index, index) in exclude:
+                stats["excluded"] += 1
                 continue
-            if not has_supervised_tokens(labels):
-                stats["no_supervised_tokens"] += 1
-                continue
-            n_image_tokens = input_ids.count(image_token_id) if image is not None else 0
-            columns["source"].append(source_index)
-            columns["index"].append(index)
-            columns["id"].append(sample_id(record))
-            columns["image"].append(image)
-            columns["input_ids"].append(input_ids)
-            columns["labels"].append(labels)
-            columns["length"].append(len(input_ids) + n_image_tokens * (image_seq_length - 1))
-            stats["kept"] += 1
-            stats["with_image" if image is not None else "text_only"] += 1
+            rows["source"].append(source_index)
+            rows["index"].append(index)
+            rows["record"].append(json.dumps(record))
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, 16) if len(rows["record"]) >= PARALLEL_THRESHOLD else 1
+    encoder = _SampleEncoder(sources, tokenizer, template, max_length, image_token_id, image_seq_length)
+    table = datasets.Dataset.from_dict(rows).map(
+        encoder, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
+        remove_columns=["record"], features=_TABLE_FEATURES, new_fingerprint=uuid.uuid4().hex,
+        desc="Tokenizing LLaVA data" if num_proc > 1 else None,
+    )
+    statuses = table["status"]
+    errors = [e for e, status in zip(table["error"], statuses) if status == "bad"]
+    stats["bad"] = len(errors)
+    stats["no_supervised_tokens"] = statuses.count("no_supervised_tokens")
     if errors and not skip_bad_samples:
         shown = "\n".join(errors[:MAX_ERRORS_SHOWN])
         more = f"\n... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
         raise DataError(f"{len(errors)} bad samples:\n{shown}{more}\n"
                         "Fix them (`llava-hf validate-data` lists every problem) or skip them with skip_bad_samples=True.")
-    if not columns["source"]:
+    keep = [i for i, status in enumerate(statuses) if status == "ok"]
+    if not keep:
         raise DataError(f"no usable samples in {', '.join(s.data_path for s in sources)} ({stats})")
-    features = datasets.Features({
-        "source": datasets.Value("int32"), "index": datasets.Value("int64"), "id": datasets.Value("string"),
-        "image": datasets.Value("string"), "input_ids": datasets.Sequence(datasets.Value("int32")),
-        "labels": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32"),
-    })
-    return datasets.Dataset.from_dict(columns, features=features), stats
+    table = table.select(keep).flatten_indices().remove_columns(["status", "error"])
+    stats["kept"] = len(table)
+    stats["text_only"] = table["image"].count(None)
+    stats["with_image"] = stats["kept"] - stats["text_only"]
+    return table, stats

@@ -106,3 +106,9 @@ def test_cache_is_reused_and_invalidated(source, tiny_processor, tmp_path, monke
         json.dump(records, f)
     assert len(build_llava_dataset(source, tiny_processor, max_length=64, cache_dir=cache)) == 2
     assert len([name for name in os.listdir(cache) if not name.startswith(".")]) == 3
+
+
+def test_parallel_tokenization_gives_the_same_table(source, tiny_processor):
+    one = build_llava_dataset(source, tiny_processor, max_length=64, num_proc=1)
+    two = build_llava_dataset(source, tiny_processor, max_length=64, num_proc=2)
+    assert one.table.to_dict() == two.table.to_dict() and one.stats == two.stats
