@@ -1,35 +1,6 @@
-"""Fixtures for the data tests: a tokenizer with `<image>`, a small stand-in processor, image files."""
+"""Fixtures for the data tests: a tokenizer with `<image>` and a small LLaVA-InternLM2 processor."""
 
 import pytest
-import torch
-from PIL import Image
-
-
-class TinyProcessor:
-    """Stand-in with the LLaVA-InternLM2 processor's data-facing surface (tokenizer, image token,
-    `preprocess_images`), on a 56-px CLIP image processor."""
-
-    image_token = "<image>"
-
-    def __init__(self, tokenizer, image_seq_length: int = 4):
-        from transformers import CLIPImageProcessor
-
-        self.tokenizer = tokenizer
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.image_seq_length = image_seq_length
-        self.image_processor = CLIPImageProcessor(size={"shortest_edge": 56}, crop_size=56)
-
-    def preprocess_images(self, images, pad_to_square=None) -> torch.Tensor:
-        if pad_to_square:
-            mean = tuple(int(x * 255) for x in self.image_processor.image_mean)
-            squares = []
-            for image in images:
-                side = max(image.size)
-                square = Image.new("RGB", (side, side), mean)
-                square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-                squares.append(square)
-            images = squares
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +15,10 @@ def image_tokenizer(tiny_tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def tiny_processor(image_tokenizer):
-    return TinyProcessor(image_tokenizer)
+    """The real LLaVA-InternLM2 processor on a 56-px CLIP image processor, 4 image tokens per image."""
+    from transformers import CLIPImageProcessor
 
+    from llava_hf.models.llava_internlm2.processing_llava_internlm2 import LlavaInternLM2Processor
 
-def write_image(path, size=(40, 30), color=(200, 30, 30), mode="RGB", fmt=None):
-    image = Image.new("RGB", size, color)
-    if mode != "RGB":
-        image = image.convert(mode)
-    image.save(path, format=fmt)
-    return path
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    return LlavaInternLM2Processor(image_processor, image_tokenizer, image_seq_length=4, pad_to_square=False)

@@ -112,3 +112,24 @@ def test_parallel_tokenization_gives_the_same_table(source, tiny_processor):
     one = build_llava_dataset(source, tiny_processor, max_length=64, num_proc=1)
     two = build_llava_dataset(source, tiny_processor, max_length=64, num_proc=2)
     assert one.table.to_dict() == two.table.to_dict() and one.stats == two.stats
+
+
+def test_batches_feed_the_tiny_llava_model(tmp_path):
+    from llava_hf.data.collator import LlavaDataCollator
+    from llava_hf.data.sampler import ModalityLengthGroupedSampler
+    from llava_hf.data.synthetic import make_synthetic_dataset
+    from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+
+    model, processor = build_tiny_llava()
+    paths = make_synthetic_dataset(str(tmp_path), n_pretrain=0, n_finetune=40, seed=0)
+    ds = build_llava_dataset(DataSource(paths["finetune_json"], paths["image_folder"]), processor, pad_to_square=True)
+    sampler = ModalityLengthGroupedSampler(ds.modality_lengths, batch_size=4, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=sampler,
+                                         collate_fn=LlavaDataCollator(processor.tokenizer.pad_token_id))
+    batch = next(iter(loader))
+    n_images = sum(ds.modality_lengths[i] > 0 for i in list(sampler)[:4])
+    assert batch["pixel_values"].shape == (n_images, 3, 112, 112)
+    assert (batch["input_ids"] == processor.image_token_id).sum() == n_images * processor.image_seq_length
+    with torch.no_grad():
+        loss = model(**batch).loss
+    assert torch.isfinite(loss)
