@@ -20,35 +20,28 @@ from llava_hf.data.synthetic import make_synthetic_dataset  # noqa: E402
 from llava_hf.data.templates import get_template  # noqa: E402
 from llava_hf.data.tokenization import tokenize_conversation  # noqa: E402
 from llava_hf.data.validate import validate_data  # noqa: E402
+from llava_hf.demo.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
 
 
-def clip_336_preprocess(pad_to_square: bool):
-    """The real workload: OpenAI CLIP ViT-L/14-336 preprocessing (resize, crop, normalize), optional padding."""
-    from PIL import Image
-    from transformers import CLIPImageProcessor
+def clip_336_processor(tokenizer_dir: str):
+    """The real workload: the LLaVA-InternLM2 processor with OpenAI CLIP ViT-L/14-336 preprocessing settings."""
+    from transformers import AutoTokenizer, CLIPImageProcessor
 
-    processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size=336, do_convert_rgb=True)
-    mean = tuple(int(x * 255) for x in processor.image_mean)
+    from llava_hf.models.llava_internlm2.processing_llava_internlm2 import LlavaInternLM2Processor
 
-    def preprocess(image):
-        if pad_to_square:
-            side = max(image.size)
-            square = Image.new("RGB", (side, side), mean)
-            square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-            image = square
-        return processor(images=[image], return_tensors="pt")["pixel_values"][0]
-
-    return preprocess
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    return LlavaInternLM2Processor(image_processor, tokenizer, image_seq_length=576)
 
 
-def bench_images(paths: dict, n: int) -> None:
+def bench_images(paths: dict, n: int, processor) -> None:
     samples = [s for s in read_samples(paths["finetune_json"]) if "image" in s][:n]
     for pad in (False, True):
-        preprocess = clip_336_preprocess(pad)
         start = time.perf_counter()
         for sample in samples:
             path, _ = resolve_image_path(paths["image_folder"], sample["image"])
-            preprocess(load_image(path))
+            processor.preprocess_images([load_image(path)], pad_to_square=pad)
         rate = len(samples) / (time.perf_counter() - start)
         print(f"image load + CLIP-336 preprocess (pad_to_square={pad}): {rate:7.1f} samples/s per worker "
               f"({len(samples)} images of 200-500 px)")
@@ -93,11 +86,10 @@ def main() -> None:
         start = time.perf_counter()
         paths = make_synthetic_dataset(out_dir, n_pretrain=0, n_finetune=max(args.images, 1000), seed=0)
         print(f"synthetic data: {max(args.images, 1000)} images in {time.perf_counter() - start:.1f} s")
-        bench_images(paths, args.images)
+        tokenizer_dir = build_tiny_internlm2_tokenizer_files(os.path.join(out_dir, "tokenizer"))
+        bench_images(paths, args.images, clip_336_processor(tokenizer_dir))
         source = bench_validate(paths, args.samples, args.workers, out_dir)
-        from llava_hf.demo.tiny_tokenizer import build_tiny_internlm2_tokenizer_files
-
-        bench_tokenization(source, build_tiny_internlm2_tokenizer_files(os.path.join(out_dir, "tokenizer")))
+        bench_tokenization(source, tokenizer_dir)
 
 
 if __name__ == "__main__":
