@@ -28,8 +28,9 @@ setup(
     extras_require={
         "qlora": ["bitsandbytes>=0.45"],
         "deepspeed": ["deepspeed>=0.15"],
-        "web": ["gradio>=5.0"],
-        "test": ["pytest>=8.0"],
+        "web": ["gradio>=6.0"],
+        # The browser test drives the web demo with Playwright in Debian's Chromium (.ci/run installs it).
+        "test": ["pytest>=8.0", "gradio>=6.0", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["llava-hf=llava_hf.cli.main:main"]},
 )
