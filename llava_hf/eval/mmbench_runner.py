@@ -26,32 +26,30 @@ PREDICTIONS_FILE = "predictions.jsonl"
 PART_FILE = "predictions.part-{rank}.jsonl"
 RESULT_JSON = "mmbench_result.json"
 RESULT_XLSX = "mmbench_result.xlsx"
+SETTINGS_FILE = "run_settings.json"
 IM_END = "<|im_end|>"
 
 
-def chat_prompts(data: MMBenchData, processor, prompt_template: str | None = None, lang: str = "auto") -> list[str]:
+def chat_prompts(data: MMBenchData, processor, template=None, lang: str = "auto") -> list[str]:
     """The full text fed to the processor for every row: the LLaVA/XTuner user turn inside a chat template.
 
-    By default the model's own chat template (no system prompt); `prompt_template` names one of
-    `llava_hf.data.templates` instead and uses only its INSTRUCTION, as `xtuner mmbench` does.
+    By default the model's own chat template (no system prompt); a `PromptTemplate` from
+    `llava_hf.data.templates` instead uses only its INSTRUCTION, as `xtuner mmbench` does.
     """
     frame = data.frame
     user_turns = [build_prompt(frame.iloc[p], data.option_letters, lang) for p in range(len(frame))]
-    if prompt_template is not None:
-        instruction = _template(prompt_template).instruction
-        return [instruction.format(input=text, round=1) for text in user_turns]
+    if template is not None:
+        return [template.instruction.format(input=text, round=1) for text in user_turns]
     return [processor.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                           tokenize=False) for text in user_turns]
 
 
-def template_stop_words(prompt_template: str | None) -> list[str]:
-    return list(_template(prompt_template).stop_words or []) if prompt_template else []
-
-
-def _template(name: str):
+def resolve_template(prompt_template: str | None, tokenizer):
+    if prompt_template is None:
+        return None
     from llava_hf.data.templates import get_template
 
-    return get_template(name)
+    return get_template(prompt_template, tokenizer)
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -112,20 +110,44 @@ def collect_records(data: MMBenchData, work_dir: str, prompts: list[str] | None 
     return records
 
 
+def process_state() -> PartialState:
+    """accelerate's view of the launch; on a machine without an accelerator several processes (from
+    `accelerate launch --multi_gpu` or `torchrun`) still form a gloo group instead of running unsharded."""
+    return PartialState(cpu=not torch.accelerator.is_available())
+
+
+def check_run_settings(work_dir: str, settings: dict | None) -> None:
+    """Refuse to resume a run whose predictions came from another model or other generation settings."""
+    path = os.path.join(work_dir, SETTINGS_FILE)
+    if settings is None or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as stream:
+        previous = json.load(stream)
+    changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+        raise ValueError(f"{work_dir} holds predictions made with other settings ({details}); "
+                         f"use a fresh --work-dir")
+
+
 def run_mmbench(model, processor, data: MMBenchData, work_dir: str, *, batch_size: int = 8,
                 max_new_tokens: int = 100, prompt_template: str | None = None, lang: str = "auto",
-                seed: int = 0, state: PartialState | None = None) -> dict | None:
+                seed: int = 0, settings: dict | None = None, state: PartialState | None = None) -> dict | None:
     """Predict every row not yet predicted, merge and write the outputs; returns the scores on the main
-    process of a dev file, else None."""
+    process of a dev file, else None. `settings` (model, dtype, ...) is stored and must match on resume."""
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be >= 1")
-    state = state or PartialState()
+    state = state or process_state()
     torch.manual_seed(seed)
     processor.tokenizer.padding_side = "left"
-    prompts = chat_prompts(data, processor, prompt_template, lang)
-    stop_words = template_stop_words(prompt_template)
+    template = resolve_template(prompt_template, processor.tokenizer)
+    prompts = chat_prompts(data, processor, template, lang)
+    stop_words = list(template.stop_words) if template is not None else []
+    check_run_settings(work_dir, settings)
     done = collect_records(data, work_dir, prompts)
     state.wait_for_everyone()  # everyone has read the old files before any is rewritten
+    if state.is_main_process and settings is not None:
+        atomic_write_text(os.path.join(work_dir, SETTINGS_FILE), json.dumps(settings, indent=2) + "\n")
 
     part_path = os.path.join(work_dir, PART_FILE.format(rank=state.process_index))
     if os.path.exists(part_path):  # drop a line cut short by a crash before appending to the file

@@ -47,3 +47,15 @@ def dev_tsv(tmp_path):
 @pytest.fixture
 def test_tsv(tmp_path):
     return write_tsv(tmp_path / "MMBench_TEST_EN.tsv", circular_rows(question_frame(with_answer=False)))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory):
+    """A saved tiny random LLaVA-InternLM2 (model + processor) folder, as `load_model_and_processor` reads it."""
+    from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+
+    model, processor = build_tiny_llava(image_size=28, text_hidden_size=64, vision_hidden_size=32)  # 4 image tokens
+    path = str(tmp_path_factory.mktemp("tiny_llava"))
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
