@@ -80,15 +80,19 @@ def test_parity_with_stock_llava_for_a_llama_text_model():
     _assert_same_as_stock(ours, stock_config, ours.state_dict())
 
 
-def test_parity_with_stock_llava_plus_llama_for_an_internlm2_text_model():
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_parity_with_stock_llava_plus_llama_for_an_internlm2_text_model(attn_implementation):
     torch.manual_seed(1)
     text = InternLM2Config(**TEXT)
     config = LlavaInternLM2Config(text_config=text, vision_config=VISION, image_token_id=IMAGE_TOKEN_ID)
+    config._attn_implementation = attn_implementation
     ours = LlavaInternLM2ForConditionalGeneration(config).eval()
     assert type(ours.language_model).__name__ == "InternLM2ForCausalLM"
+    assert ours.language_model.config._attn_implementation == attn_implementation
     llama_state = internlm2_to_llama_state_dict(ours.state_dict(), text, prefix="language_model.")
     stock_config = LlavaConfig(text_config=internlm2_config_to_llama_config(text), vision_config=VISION,
                                image_token_index=IMAGE_TOKEN_ID, image_seq_length=config.image_seq_length)
+    stock_config._attn_implementation = attn_implementation
     _assert_same_as_stock(ours, stock_config, llama_state)
 
 
@@ -279,6 +283,11 @@ def test_cache_is_returned_under_the_installed_transformers_name(tiny):
     input_ids, pixel_values = _image_inputs(model)
     out = model(input_ids=input_ids, pixel_values=pixel_values, use_cache=True)
     assert getattr(out, CACHE_FIELD).get_seq_length() == input_ids.shape[1]
+    model.config.use_cache = False  # what training sets on the top-level config
+    try:
+        assert getattr(model(input_ids=input_ids, pixel_values=pixel_values), CACHE_FIELD) is None
+    finally:
+        del model.config.use_cache
     # a decoding step: only the new token, the cache carries the image
     step = model(input_ids=torch.tensor([[3]]), use_cache=True, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
     full = model(input_ids=torch.cat([input_ids, torch.tensor([[3]])], 1), pixel_values=pixel_values).logits
@@ -316,8 +325,7 @@ def test_saved_folders_load_with_trust_remote_code_without_llava_hf(tiny, tmp_pa
     _save_projector_only(model, tmp_path / "projector_only")
     torch.save({"input_ids": input_ids, "pixel_values": pixel_values, "expected": expected}, tmp_path / "inputs.pt")
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, "-P", str(tmp_path / "remote.py"), str(tmp_path / "inputs.pt"), str(tmp_path / "full"),
          str(tmp_path / "projector_only")],

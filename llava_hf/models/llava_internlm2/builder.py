@@ -6,7 +6,7 @@ import tempfile
 
 import torch
 from safetensors.torch import load_file
-from transformers import AddedToken, AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
+from transformers import AddedToken, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from .configuration_llava_internlm2 import LlavaInternLM2Config
@@ -44,7 +44,7 @@ def build_llava_from_pretrained(
     tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
     language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **lm_kwargs)
     vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **load_kwargs)
-    image_processor = AutoImageProcessor.from_pretrained(vision_name_or_path)
+    image_processor = CLIPImageProcessor.from_pretrained(vision_name_or_path)
     model, processor = _assemble(
         language_model,
         vision_tower,

@@ -252,6 +252,8 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             Passed to the language model untouched (packed rows carry per-sample positions).
         """
         cache = cache if cache is not None else past_key_values
+        if use_cache is None:  # `model.config.use_cache = False` (set for training) must reach the language model
+            use_cache = getattr(self.config, "use_cache", None)
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
