@@ -179,8 +179,8 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
         remove_columns=["record"], features=_TABLE_FEATURES, new_fingerprint=uuid.uuid4().hex,
         desc="Tokenizing LLaVA data" if num_proc > 1 else None,
     )
-    statuses = table["status"]
-    errors = [e for e, status in zip(table["error"], statuses) if status == "bad"]
+    statuses = list(table["status"])
+    errors = [e for e, status in zip(list(table["error"]), statuses) if status == "bad"]
     stats["bad"] = len(errors)
     stats["no_supervised_tokens"] = statuses.count("no_supervised_tokens")
     if errors and not skip_bad_samples:
@@ -193,6 +193,6 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
         raise DataError(f"no usable samples in {', '.join(s.data_path for s in sources)} ({stats})")
     table = table.select(keep).flatten_indices().remove_columns(["status", "error"])
     stats["kept"] = len(table)
-    stats["text_only"] = table["image"].count(None)
+    stats["text_only"] = list(table["image"]).count(None)
     stats["with_image"] = stats["kept"] - stats["text_only"]
     return table, stats

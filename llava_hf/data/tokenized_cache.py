@@ -16,6 +16,8 @@ import tempfile
 import datasets
 from accelerate import PartialState
 
+from .errors import DataError
+
 CACHE_FORMAT_VERSION = 1
 STATS_FILE = "llava_stats.json"
 
@@ -51,7 +53,7 @@ def load_or_build(cache_dir, data_paths, tokenizer, settings: dict, build):
         return build()
     for path in data_paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"data file {path} does not exist")
+            raise DataError(f"data file {path} does not exist")
     path = os.path.join(cache_dir, cache_key(data_paths, tokenizer, settings))
     with PartialState().main_process_first():
         if os.path.isdir(path):
