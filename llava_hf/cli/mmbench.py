@@ -44,7 +44,7 @@ def default_work_dir(model: str | None, data_path: str) -> str:
 
 def run(args) -> int:
     from llava_hf.eval.mmbench_data import load_mmbench_tsv
-    from llava_hf.eval.mmbench_runner import write_outputs
+    from llava_hf.eval.mmbench_runner import process_state, write_outputs
     from llava_hf.eval.predictions_io import load_predictions
 
     demo = args.model is None and args.data_path is None
@@ -62,7 +62,8 @@ def run(args) -> int:
     try:
         data = load_mmbench_tsv(data_path)  # validated before anything expensive
         if args.predictions is not None:
-            write_outputs(data, load_predictions(args.predictions), work_dir)
+            if process_state().is_main_process:  # launched with several processes: rescore once
+                write_outputs(data, load_predictions(args.predictions), work_dir)
             return 0
         return evaluate(args, model_path, data, work_dir)
     except (ValueError, FileNotFoundError) as error:

@@ -71,8 +71,8 @@ def generate_batch(model, processor, prompts: list[str], images: list, *, max_ne
     tokenizer = processor.tokenizer
     bos = tokenizer.bos_token
     has_bos = bool(bos) and all(p.startswith(bos) for p in prompts)  # chat templates that write BOS themselves
-    inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt",
-                       add_special_tokens=not has_bos)
+    inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt", pad_to_square=True,
+                       add_special_tokens=not has_bos)  # pad to square always, as LLaVA-1.5 and XTuner evaluate
     inputs = inputs.to(model.device, dtype=model.dtype) if "pixel_values" in inputs else inputs.to(model.device)
     kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "eos_token_id": stop_token_ids(tokenizer),
               "pad_token_id": tokenizer.pad_token_id}

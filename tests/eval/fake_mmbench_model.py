@@ -35,9 +35,11 @@ class FakeProcessor:
     def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
         return f"<s>USER: {messages[0]['content']} ASSISTANT:"
 
-    def __call__(self, images=None, text=None, padding=True, return_tensors="pt", add_special_tokens=True):
+    def __call__(self, images=None, text=None, padding=True, return_tensors="pt", pad_to_square=None,
+                 add_special_tokens=True):
         assert len(images) == len(text) and all(image.mode == "RGB" for image in images)
-        self.calls.append({"batch": len(text), "add_special_tokens": add_special_tokens})
+        self.calls.append({"batch": len(text), "add_special_tokens": add_special_tokens,
+                           "pad_to_square": pad_to_square})
         ids = torch.tensor([[self.tokenizer.token_for(t)] for t in text])
         return BatchFeature({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
 

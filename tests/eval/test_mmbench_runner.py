@@ -31,6 +31,7 @@ def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
     assert (tmp_path / "mmbench_result.xlsx").exists() and not list(tmp_path.glob("predictions.part-*"))
     assert [c["batch"] for c in processor.calls] == [4, 4, 4, 1]
     assert not any(c["add_special_tokens"] for c in processor.calls)  # the chat template already wrote BOS
+    assert all(c["pad_to_square"] is True for c in processor.calls)
 
 
 def test_resume_predicts_only_missing_rows(dev_tsv, tmp_path):
