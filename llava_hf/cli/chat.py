@@ -96,6 +96,14 @@ def session_factory(args):
 
 
 def run(args) -> int:
+    try:
+        return chat(args)
+    except KeyboardInterrupt:  # Ctrl-C while loading, or in a scripted run
+        print(file=sys.stderr)
+        return 130
+
+
+def chat(args) -> int:
     from llava_hf.inference import UserInputError, open_image
 
     try:

@@ -85,9 +85,13 @@ class ChatSession:
     def stream_reply(self, text: str, images=()) -> Iterator[str]:
         """Yield the answer to `text` piece by piece; the turn is recorded even if the caller stops early."""
         turn = Turn(text=text, images=[*self.pending_images, *images])
-        self.pending_images = []
         self.turns.append(turn)
-        inputs = self.prepare_inputs()
+        try:
+            inputs = self.prepare_inputs()
+        except Exception:
+            self.turns.pop()  # the conversation stays as it was, pending images included
+            raise
+        self.pending_images = []
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop_flag = StopFlag()
         result = {}
