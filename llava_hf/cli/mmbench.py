@@ -47,16 +47,17 @@ def run(args) -> int:
     from llava_hf.eval.mmbench_runner import process_state, write_outputs
     from llava_hf.eval.predictions_io import load_predictions
 
-    demo = args.model is None and args.data_path is None
-    if demo and args.predictions is None and not (os.path.isdir(DEMO_FINETUNE) and os.path.isfile(DEMO_MMBENCH_TSV)):
+    demo = args.model is None and args.data_path is None and args.predictions is None
+    if demo and not (os.path.isdir(DEMO_FINETUNE) and os.path.isfile(DEMO_MMBENCH_TSV)):
         print(DEMO_MISSING.format(model=DEMO_FINETUNE, tsv=DEMO_MMBENCH_TSV), file=sys.stderr)
         return 1
-    if args.model is None and args.predictions is None and not demo:
-        return fail("give MODEL (or --predictions FILE) with --data-path")
+    if not demo and args.data_path is None:
+        return fail("--data-path TSV is required (the demo defaults apply only when no MODEL is given)")
+    if args.model is not None and args.predictions is not None:
+        return fail("give MODEL to run it, or --predictions FILE to rescore without a model, not both")
     model_path = DEMO_FINETUNE if demo else args.model
-    data_path = DEMO_MMBENCH_TSV if args.data_path is None else args.data_path
-    work_dir = args.work_dir or (DEMO_WORK_DIR if demo else default_work_dir(model_path if args.predictions is None
-                                                                              else None, data_path))
+    data_path = DEMO_MMBENCH_TSV if demo else args.data_path
+    work_dir = args.work_dir or (DEMO_WORK_DIR if demo else default_work_dir(model_path, data_path))
     if args.batch_size < 1 or args.max_new_tokens < 1:
         return fail("--batch-size and --max-new-tokens must be >= 1")
     try:
@@ -71,6 +72,7 @@ def run(args) -> int:
 
 
 def evaluate(args, model_path: str, data, work_dir: str) -> int:
+    from llava_hf.data.templates import CHAT_TEMPLATE, get_template
     from llava_hf.eval.mmbench_runner import check_run_settings, process_state, run_mmbench
     from llava_hf.inference import load_model_and_processor
 
@@ -79,6 +81,8 @@ def evaluate(args, model_path: str, data, work_dir: str) -> int:
                 "bits": args.bits, "torch_dtype": args.torch_dtype, "prompt_template": args.prompt_template,
                 "lang": args.lang, "max_new_tokens": args.max_new_tokens}
     check_run_settings(work_dir, settings)  # before the slow model load
+    if args.prompt_template not in (None, CHAT_TEMPLATE):
+        get_template(args.prompt_template)  # an unknown name fails now, not after loading
     device_map = {"": state.device} if state.device.type != "cpu" else None
     model, processor = load_model_and_processor(model_path, visual_encoder=args.visual_encoder, llava=args.llava,
                                                 torch_dtype=args.torch_dtype, bits=args.bits, device_map=device_map)

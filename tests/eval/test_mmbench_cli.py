@@ -37,10 +37,15 @@ def test_demo_without_training_tells_what_to_run(tmp_path, monkeypatch, capsys):
     assert error.count("\n") == 1 and "examples/train.py --stage pretrain" in error
 
 
-def test_bad_tsv_fails_before_loading_a_model(tmp_path, capsys):
+def test_bad_input_fails_before_loading_a_model(dev_tsv, tmp_path, capsys):
     (tmp_path / "bad.tsv").write_text("index\tquestion\n1\tq\n")
     assert run_cli(str(tmp_path / "no_model"), "--data-path", str(tmp_path / "bad.tsv")) == 1
     assert "bad.tsv: missing column" in capsys.readouterr().err
+    assert run_cli(str(tmp_path / "no_model"), "--data-path", dev_tsv, "--work-dir", str(tmp_path / "w"),
+                   "--prompt-template", "nonsense") == 1
+    assert "unknown prompt template 'nonsense'" in capsys.readouterr().err
+    assert run_cli(str(tmp_path / "no_model")) == 1
+    assert "--data-path TSV is required" in capsys.readouterr().err
 
 
 def test_tiny_model_end_to_end_then_resume(dev_tsv, tiny_llava_dir, tmp_path, monkeypatch):
