@@ -99,7 +99,7 @@ def build_llava_dataset(
     settings = {
         "template": template, "max_length": max_length, "image_token_id": processor.image_token_id,
         "image_seq_length": processor.image_seq_length, "skip_bad_samples": skip_bad_samples,
-        "exclude": sorted(exclude),
+        "exclude": sorted(exclude), "has_image_folder": [s.image_folder is not None for s in sources],
     }
 
     def build():
@@ -107,7 +107,9 @@ def build_llava_dataset(
                                  processor.image_seq_length, skip_bad_samples, set(exclude), num_proc)
 
     table, stats = load_or_build(cache_dir, [s.data_path for s in sources], tokenizer, settings, build)
-    logger.info("LLaVA data: %s", ", ".join(f"{k}={v}" for k, v in stats.items()))
+    summary = ", ".join(f"{k}={v}" for k, v in stats.items())
+    left_out = stats["bad"] + stats["excluded"] + stats["no_supervised_tokens"]
+    (logger.warning if left_out else logger.info)("LLaVA data: %s (%d samples left out)", summary, left_out)
     return LlavaDataset(table, sources, processor, pad_to_square, stats)
 
 
@@ -151,9 +153,10 @@ class _SampleEncoder:
             except ValueError as e:
                 status, error = "bad", f"{describe_sample(source.data_path, index, sample_id(record))}: {e}"
             n_image_tokens = input_ids.count(self.image_token_id) if image is not None else 0
-            for name, value in (("id", sample_id(record)), ("image", image), ("input_ids", input_ids),
-                                ("labels", labels), ("length", len(input_ids) + n_image_tokens * (self.image_seq_length - 1)),
-                                ("status", status), ("error", error)):
+            length = len(input_ids) + n_image_tokens * (self.image_seq_length - 1)
+            row = dict(id=sample_id(record), image=image, input_ids=input_ids, labels=labels, length=length,
+                       status=status, error=error)
+            for name, value in row.items():
                 out[name].append(value)
         return out
 
