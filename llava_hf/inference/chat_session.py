@@ -214,7 +214,10 @@ def render_with_template(template, turns: list[Turn], system, image_token: str, 
     by SUFFIX (or EOS where the template has none) and SEP; images come first in their turn."""
     parts = [template.system.format(system=system)] if system and template.system else []
     for index, turn in enumerate(turns):
-        text = "".join(f"{image_token}\n" for _ in turn.images) + turn.text
+        if template.image_only_input:  # LLaVA "plain" (stage 1): the image alone is the prompt
+            text = image_token * len(turn.images)
+        else:
+            text = "".join(f"{image_token}\n" for _ in turn.images) + turn.text
         parts.append(template.instruction.format(input=text, round=index + 1))
         if turn.answer is not None:
             parts.append(turn.answer + (template.suffix or eos_token or "") + (template.sep or ""))

@@ -109,6 +109,11 @@ def test_xtuner_template_layout_matches_xtuner_chat():
                     "<|im_start|>user\ncolour?<|im_end|>\n<|im_start|>assistant\n")
 
 
+def test_plain_template_keeps_only_the_image_like_stage_one_training():
+    turns = [Turn("describe it", [RED], None)]
+    assert render_with_template(get_template("plain"), turns, None, "<image>", "</s>") == "<image>"
+
+
 def test_named_template_session_matches_its_own_full_history(tiny_llava):
     model, processor = tiny_llava
     template = get_template("internlm2_chat")
