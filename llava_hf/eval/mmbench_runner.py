@@ -53,9 +53,11 @@ def resolve_template(prompt_template: str | None, tokenizer):
 
 
 def stop_token_ids(tokenizer) -> list[int]:
-    ids = [tokenizer.eos_token_id]
-    im_end = tokenizer.convert_tokens_to_ids(IM_END) if IM_END in tokenizer.get_vocab() else None
-    return [i for i in dict.fromkeys(ids + [im_end]) if i is not None]
+    """EOS and, when the vocabulary has it, InternLM2's end-of-turn token `<|im_end|>`."""
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    if im_end == getattr(tokenizer, "unk_token_id", None):
+        im_end = None
+    return [i for i in dict.fromkeys([tokenizer.eos_token_id, im_end]) if i is not None]
 
 
 def cut_at_stop_words(text: str, stop_words) -> str:

@@ -140,3 +140,10 @@ def test_named_template_uses_its_instruction_and_stop_words(dev_tsv):
                       "Answer with the option's letter from the given choices directly.<|im_end|>\n"
                       "<|im_start|>assistant\n")
     assert cut_at_stop_words("B<|im_end|>\nmore", template.stop_words) == "B"
+
+
+def test_generation_stops_at_eos_and_im_end(tiny_tokenizer):
+    from llava_hf.eval.mmbench_runner import stop_token_ids
+
+    assert stop_token_ids(tiny_tokenizer) == [tiny_tokenizer.eos_token_id,
+                                              tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")]
