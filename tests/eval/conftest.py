@@ -1,41 +1,8 @@
-"""Hand-made MMBench TSVs for the eval tests: a few questions, circularised like VLMEvalKit, tiny JPEGs."""
+"""Fixtures for the eval tests: hand-made dev/test TSVs and a saved tiny LLaVA-InternLM2 folder."""
 
-import pandas as pd
 import pytest
-from PIL import Image
 
-from llava_hf.eval.mmbench_data import circular_rows, encode_image
-
-NAN = float("nan")
-# g, question, hint, options, answer, category, l2-category
-QUESTIONS = [
-    (1, "What is the main colour?", "A picture of a park.", ["red", "green", "blue", "yellow"], "B",
-     "image_scene", "coarse_perception"),
-    (2, "Which word is written?", NAN, ["cat", "dog", "sun", NAN], "C", "ocr",
-     "finegrained_perception (instance-level)"),
-    (3, "Who is shown?", NAN, ["a singer", "a painter", NAN, NAN], "A", "celebrity_recognition",
-     "finegrained_perception (instance-level)"),
-    (4, "图中是什么季节？", NAN, ["春天", "夏天", "秋天", "冬天"], "D", "image_scene", "coarse_perception"),
-]
-
-
-def question_frame(questions=QUESTIONS, with_answer=True):
-    rows = []
-    for g, question, hint, options, answer, category, l2 in questions:
-        colour = (40 * g % 256, 90, 160)
-        row = {"index": g, "question": question, "hint": hint, "A": options[0], "B": options[1],
-               "C": options[2], "D": options[3], "answer": answer, "category": category,
-               "image": encode_image(Image.new("RGB", (8 + g, 6), colour)), "source": "handmade",
-               "l2-category": l2, "split": "dev"}
-        if not with_answer:
-            del row["answer"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def write_tsv(path, frame):
-    frame.to_csv(path, sep="\t", index=False)
-    return str(path)
+from mmbench_fixtures import circular_rows, question_frame, write_tsv
 
 
 @pytest.fixture

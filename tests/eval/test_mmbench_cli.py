@@ -5,7 +5,7 @@ import pytest
 
 from llava_hf.cli import mmbench
 from llava_hf.eval.predictions_io import write_jsonl
-from test_mmbench_scoring import HANDMADE_PREDICTIONS
+from mmbench_fixtures import HANDMADE_PREDICTIONS
 
 
 def run_cli(*argv) -> int:

@@ -16,7 +16,7 @@ from llava_hf.eval.mmbench_runner import (
 )
 from llava_hf.eval.mmbench_scoring import score_mmbench
 from llava_hf.eval.predictions_io import read_jsonl_records, write_jsonl
-from test_mmbench_scoring import HANDMADE_PREDICTIONS
+from mmbench_fixtures import HANDMADE_PREDICTIONS
 
 def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
     data = load_mmbench_tsv(dev_tsv)

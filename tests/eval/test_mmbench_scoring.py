@@ -2,23 +2,7 @@ import pytest
 
 from llava_hf.eval.mmbench_data import load_mmbench_tsv
 from llava_hf.eval.mmbench_scoring import format_report, score_mmbench
-
-# per row of the 13-row dev TSV (ground truth in the comment); hand-scored below
-HANDMADE_PREDICTIONS = {
-    1: "B",  # B  right
-    1000001: "(A) green",  # A  right
-    2000001: "The answer is A.",  # D  wrong: question 1 is right in 3 of 4 passes -> circular 0
-    3000001: "C. green",  # C  right
-    2: "sun",  # C  right by option text (3-option question, no hint)
-    1000002: "**B**",  # B  right
-    2000002: "Answer: A",  # A  right -> question 2 circular 1
-    3: "I am not sure.",  # A  unparsable = wrong (2-option question) -> circular 0
-    1000003: "B",  # B  right
-    4: "D",  # D  right (Chinese question)
-    1000004: "冬天",  # C  right by Chinese option text
-    2000004: "答案: B",  # B  right
-    3000004: "A",  # A  right -> question 4 circular 1
-}
+from mmbench_fixtures import HANDMADE_PREDICTIONS
 
 
 def test_handmade_scores(dev_tsv):
