@@ -12,6 +12,7 @@ Every user mistake becomes a `UserInputError` with one line naming the folder, r
 
 import json
 import os
+import re
 
 import torch
 
@@ -98,16 +99,20 @@ def read_model_type(folder) -> str | None:
         raise UserInputError(f"cannot read {config_path}: {error}") from None
 
 
+def looks_like_hub_id(name: str) -> bool:
+    """`owner/name` that is not a local path: left to the Auto classes (nothing else downloads)."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".") and not os.path.exists(name)
+
+
 def check_llava_folder(folder):
     if not os.path.isdir(folder):
-        if os.path.exists(folder) or os.path.isabs(folder) or folder.startswith("."):
+        if not looks_like_hub_id(folder):
             raise UserInputError(f"model folder not found: {folder}")
-        return  # a hub id: the Auto classes resolve it (and say so if it does not exist)
+        return
     model_type = read_model_type(folder)
     if model_type != LLAVA_MODEL_TYPE:
         found = f"its config.json has model_type {model_type!r}" if model_type else "it has no config.json"
-        hint = (" (an LLM: add --visual-encoder CLIP --llava DIR for an XTuner-style model)"
-                if model_type and model_type != LLAVA_MODEL_TYPE else "")
+        hint = " (an LLM: add --visual-encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
         raise UserInputError(f"{folder} is not a LLaVA model folder: {found}{hint}")
 
 
@@ -117,8 +122,14 @@ def load_model_folder(folder, options):
 
     folder = str(folder)
     check_llava_folder(folder)
-    model = AutoModelForImageTextToText.from_pretrained(folder, **options)
-    return model, AutoProcessor.from_pretrained(folder)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(folder, **options)
+        return model, AutoProcessor.from_pretrained(folder)
+    except OSError as error:
+        if os.path.isdir(folder):
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserInputError(f"{folder}: not a local folder, and not loadable from the Hub ({reason})") from None
 
 
 def load_adapter_output(folder, options):

@@ -129,3 +129,10 @@ def test_quantization_is_refused_before_loading_without_cuda(monkeypatch):
 def test_unknown_dtype_is_a_user_error():
     with pytest.raises(UserInputError, match="unknown torch dtype 'float13'"):
         load_model_and_processor("/folder/that/is/never/read", torch_dtype="float13")
+
+
+def test_an_unknown_hub_id_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserInputError, match="no-such-owner/no-such-model: not a local folder") as error:
+        load_model_and_processor("no-such-owner/no-such-model")
+    assert "\n" not in str(error.value)
