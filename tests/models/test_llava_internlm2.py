@@ -65,7 +65,8 @@ def _assert_same_as_stock(ours, stock_config, state_dict):
     pixel_values = torch.randn(1, 3, 28, 28)
     ours_out = ours(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, labels=labels)
     stock_labels = labels.masked_fill(input_ids == IMAGE_TOKEN_ID, -100)
-    stock_out = stock(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, labels=stock_labels)
+    stock_out = stock(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                      labels=stock_labels)
     valid = attention_mask.bool()
     torch.testing.assert_close(ours_out.logits[valid], stock_out.logits[valid], atol=1e-5, rtol=0)
     torch.testing.assert_close(ours_out.loss, stock_out.loss, atol=1e-5, rtol=0)
@@ -185,6 +186,16 @@ def test_mixed_batch_trains_with_a_frozen_vision_tower(tiny):
         masked[input_ids == model.config.image_token_id] = -100
         again = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, labels=masked)
         torch.testing.assert_close(out.loss, again.loss)
+        # a text-only micro-batch (the other DDP rank) still reaches the projector, with exactly zero gradient
+        model.zero_grad(set_to_none=True)
+        text_only = model(input_ids=input_ids[1:], attention_mask=attention_mask[1:], labels=labels[1:])
+        with torch.no_grad():
+            model.eval()
+            plain = model(input_ids=input_ids[1:], attention_mask=attention_mask[1:]).logits
+            assert torch.equal(text_only.logits, plain)  # adding the zero term changes no value
+        text_only.loss.backward()
+        for name, param in model.multi_modal_projector.named_parameters():
+            assert param.grad is not None and not param.grad.any(), name
     finally:
         model.zero_grad(set_to_none=True)
         model.vision_tower.requires_grad_(True)

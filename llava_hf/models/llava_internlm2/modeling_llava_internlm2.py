@@ -228,6 +228,12 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             )
         return image_mask
 
+    def _zero_projector_term(self) -> torch.Tensor:
+        """0 x (sum of the trainable projector weights): a text-only training batch still gives the projector a
+        (zero) gradient, so DDP does not hang when one rank's micro-batch has images and another's has none."""
+        trainable = [p.sum() for p in self.multi_modal_projector.parameters() if p.requires_grad]
+        return 0.0 * torch.stack(trainable).sum() if trainable else torch.zeros(())
+
     @can_return_tuple
     def forward(
         self,
@@ -268,6 +274,8 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             image_mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
         if image_features is not None:
             inputs_embeds = inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), image_features)
+        elif self.training and torch.is_grad_enabled():
+            inputs_embeds = inputs_embeds + self._zero_projector_term().to(inputs_embeds.device)
 
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
         outputs = self.language_model(
@@ -340,7 +348,8 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         names = _weight_names(folder) if os.path.isdir(folder) else None
         if names is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        missing = [part for part in ("language_model", "vision_tower") if not any(n.startswith(part + ".") for n in names)]
+        stored_parts = {name.split(".", 1)[0] for name in names}
+        missing = [part for part in ("language_model", "vision_tower") if part not in stored_parts]
         if not missing:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         if model_args:
