@@ -59,15 +59,21 @@ def browser_page(tmp_path):
         context.close()
 
 
-def last_answer_is(page, text, timeout_ms=30000):
+def last_answer_is(page, text, timeout_ms=60000):
     """Wait until the last assistant bubble shows `text` and the message box accepts input again."""
-    page.wait_for_function(
-        """([expected]) => {
-            const answers = document.querySelectorAll('#conversation .bot');
-            const box = document.querySelector('#message textarea');
-            return answers.length > 0 && answers[answers.length - 1].innerText.trim() === expected
-                && box && !box.disabled;
-        }""", arg=[text.strip()], timeout=timeout_ms)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            """([expected]) => {
+                const answers = document.querySelectorAll('#conversation .bot');
+                const box = document.querySelector('#message textarea');
+                return answers.length > 0 && answers[answers.length - 1].innerText.trim() === expected
+                    && box && !box.disabled;
+            }""", arg=[text.strip()], timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shown = page.locator("#conversation").inner_text()
+        raise AssertionError(f"expected the answer {text!r}; the page shows {shown!r}") from None
 
 
 def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_llava, tiny_llava_dir, image_files,
@@ -88,9 +94,10 @@ def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_lla
     try:
         wait_for_server(url, server)
         page = browser_page
+        page.set_default_timeout(60000)  # generous: CI machines can be busy
         page.goto(url)
         page.locator("#message input[type=file]").set_input_files(image_files[0])
-        page.locator("#message img, #message .thumbnail-item").first.wait_for(timeout=15000)  # upload shown
+        page.locator('#message img[src*="gradio_api/file="]').wait_for()  # uploaded to the server
         page.locator("#message textarea").fill("what color is it")
         page.locator("#message textarea").press("Enter")
         last_answer_is(page, first)
