@@ -229,8 +229,7 @@ def test_saved_folder_loads_with_trust_remote_code_without_llava_hf(tmp_path):
     script = f"""
 import sys
 sys.path = [p for p in sys.path if p not in ('', {os.getcwd()!r})]
-import importlib.util; assert importlib.util.find_spec('llava_hf') is None or 'site-packages' in importlib.util.find_spec('llava_hf').origin
-sys.modules['llava_hf'] = None  # hide an installed copy too
+sys.modules['llava_hf'] = None  # hide it even when it is installed
 import torch
 from transformers import AutoModelForCausalLM
 m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)

@@ -1,0 +1,139 @@
+"""Command-line / YAML arguments for `examples/train.py`.
+
+Three dataclasses, parsed with `HfArgumentParser` like TRL's scripts: `ModelArguments` (what to build or
+load), `DataArguments` (what to train on) and `LlavaTrainingArguments` (HF `TrainingArguments` plus what to
+train in each stage). `--config recipe.yaml` supplies defaults; flags given on the command line win.
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+STAGES = ("pretrain", "finetune")
+TUNE_MODES = ("frozen", "full", "lora")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A llava_internlm2 folder to start from (e.g. the stage-1 output for --stage finetune)."},
+    )
+    llm_name_or_path: str | None = field(
+        default=None, metadata={"help": "Build a new model from this LLM folder (with --vision_tower_name_or_path)."}
+    )
+    vision_tower_name_or_path: str | None = field(default=None, metadata={"help": "CLIP vision folder."})
+    projector_path: str | None = field(default=None, metadata={"help": "Optional projector weights to start from."})
+    torch_dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default), eager, flash_attention_2."})
+    bits: int | None = field(default=None, metadata={"help": "4 loads the LLM in NF4 (QLoRA); needs CUDA + bitsandbytes."})
+
+
+@dataclass
+class DataArguments:
+    data_path: list[str] = field(default_factory=list, metadata={"help": "LLaVA .json/.jsonl file(s)."})
+    image_folder: list[str] = field(
+        default_factory=list, metadata={"help": "Image folder per data file (one value is shared by all files)."}
+    )
+    prompt_template: str = field(default="internlm2_chat", metadata={"help": "Prompt template name."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Max text tokens; default 2048 - image tokens (1472 for CLIP-L/336)."}
+    )
+    pad_image_to_square: bool | None = field(
+        default=None, metadata={"help": "Pad images to a square with the mean colour (default: on for finetune)."}
+    )
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "Skip (and count) samples the validator rejects instead of stopping."}
+    )
+    validate_data: bool = field(default=True, metadata={"help": "Validate the data before step 1."})
+    tokenization_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where tokenized data is cached (default: <output_dir>/../.cache/tokenized)."}
+    )
+
+
+@dataclass
+class LlavaTrainingArguments(TrainingArguments):
+    stage: str = field(default="pretrain", metadata={"help": "pretrain (projector alignment) or finetune."})
+    tune_llm: str | None = field(
+        default=None, metadata={"help": "frozen | full | lora (default: frozen for pretrain, full for finetune)."}
+    )
+    tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora."})
+    lora_r: int = field(default=512, metadata={"help": "LLM LoRA rank."})
+    lora_alpha: int = field(default=256, metadata={"help": "LLM LoRA alpha."})
+    lora_dropout: float = field(default=0.05)
+    vision_lora_r: int = field(default=64, metadata={"help": "ViT LoRA rank."})
+    vision_lora_alpha: int = field(default=16, metadata={"help": "ViT LoRA alpha."})
+    eval_chat_prompts: list[str] = field(
+        default_factory=list, metadata={"help": "Prompts answered (with --eval_chat_image) every eval_chat_steps."}
+    )
+    eval_chat_image: str | None = field(default=None)
+    eval_chat_steps: int = field(default=500)
+    eval_chat_max_new_tokens: int = field(default=50)
+    # HF defaults that do not suit this trainer
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: the collator needs every key."})
+    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Logging integrations."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {STAGES}, got {self.stage!r}")
+        if self.tune_llm is None:
+            self.tune_llm = "frozen" if self.stage == "pretrain" else "full"
+        for name in ("tune_llm", "tune_vision_tower"):
+            if getattr(self, name) not in TUNE_MODES:
+                raise ValueError(f"--{name} must be one of {TUNE_MODES}, got {getattr(self, name)!r}")
+        super().__post_init__()
+
+
+ARG_CLASSES = (ModelArguments, DataArguments, LlavaTrainingArguments)
+
+
+def load_recipe(path: str) -> dict:
+    """A YAML recipe: a flat mapping of argument names to values; unknown names are an error.
+
+    `base: other.yaml` (relative to this file) starts from another recipe, so a variant lists only what
+    differs (the 20B QLoRA recipe is the 7B one with another model and batch split).
+    """
+    with open(path, encoding="utf-8") as f:
+        recipe = yaml.safe_load(f) or {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of argument names to values")
+    base = recipe.pop("base", None)
+    known = {f.name for cls in ARG_CLASSES for f in fields(cls)}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown argument(s) {unknown}")
+    if base:
+        recipe = {**load_recipe(os.path.join(os.path.dirname(os.path.abspath(path)), base)), **recipe}
+    return recipe
+
+
+def parse_args(argv: list[str] | None = None, default_recipe: dict | None = None):
+    """Parse `--config recipe.yaml` + flags into (ModelArguments, DataArguments, LlavaTrainingArguments).
+
+    Precedence: command-line flags > `--config` recipe > `default_recipe` (the demo's) > dataclass defaults.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = dict(default_recipe or {})
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ValueError("--config needs a YAML file")
+        recipe.update(load_recipe(argv[i + 1]))
+        del argv[i : i + 2]
+    parser = HfArgumentParser(ARG_CLASSES)
+    parser.set_defaults(**recipe)
+    # output_dir is required by TrainingArguments' parser only when no recipe supplies it
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def is_demo(model_args: ModelArguments, data_args: DataArguments) -> bool:
+    """No data and no model given: run the built-in demo."""
+    return not data_args.data_path and not (model_args.model_name_or_path or model_args.llm_name_or_path)
+
+
+def resolve_path(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else path

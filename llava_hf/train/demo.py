@@ -1,0 +1,38 @@
+"""The built-in demo's inputs: synthetic shapes data and a tiny random InternLM2 + CLIP, made on first use.
+
+`accelerate launch examples/train.py --stage pretrain` with no data or model arguments calls this, then
+trains with `examples/recipes/demo_pretrain.yaml`; `--stage finetune` continues from the stage-1 output.
+"""
+
+import os
+
+from accelerate import PartialState
+
+from ..demo import paths
+
+N_PRETRAIN = 3000
+N_FINETUNE = 3000
+N_EVAL_QUESTIONS = 100
+
+
+def prepare_demo(stage: str) -> None:
+    """Create whatever the stage needs and is missing; only the main process writes."""
+    state = PartialState()
+    with state.main_process_first():
+        if not state.is_main_process:
+            return
+        if not os.path.isfile(paths.DEMO_MMBENCH_TSV):
+            from ..data.synthetic import make_synthetic_dataset, make_synthetic_mmbench_tsv
+
+            print(f"demo: drawing synthetic shapes into {paths.DEMO_DATA}", flush=True)
+            make_synthetic_dataset(paths.DEMO_DATA, N_PRETRAIN, N_FINETUNE, seed=0)
+            make_synthetic_mmbench_tsv(paths.DEMO_MMBENCH_TSV, N_EVAL_QUESTIONS, seed=1)
+        if stage == "pretrain" and not os.path.isfile(os.path.join(paths.DEMO_BASE, "llm", "config.json")):
+            from ..models.llava_internlm2.builder import build_tiny_llava
+
+            print(f"demo: building a tiny random InternLM2 + CLIP in {paths.DEMO_BASE}", flush=True)
+            build_tiny_llava(save_dir=paths.DEMO_BASE)
+        if stage == "finetune" and not os.path.isfile(os.path.join(paths.DEMO_PRETRAIN, "config.json")):
+            raise SystemExit(
+                f"demo: {paths.DEMO_PRETRAIN} is missing; run `accelerate launch examples/train.py --stage pretrain` first"
+            )

@@ -1,0 +1,177 @@
+"""Build or load the model for a stage, and decide what trains.
+
+Stage 1 (`pretrain`) trains the projector; stage 2 (`finetune`) starts from a stage-1 output and trains the
+LLM fully or with (Q)LoRA, and optionally the ViT with LoRA. All LoRA goes into ONE PEFT adapter over the
+whole model: `rank_pattern`/`alpha_pattern` give the LLM and the ViT their own r/alpha and the projector is a
+`modules_to_save`, so `merge_and_unload()` merges everything at once and the adapter folder loads with
+`PeftModel.from_pretrained` / transformers' adapter loading.
+"""
+
+import re
+
+import torch
+from torch import nn
+
+from .arguments import LlavaTrainingArguments, ModelArguments
+
+PROJECTOR = "multi_modal_projector"
+
+
+def check_options(model_args: ModelArguments, training_args: LlavaTrainingArguments) -> None:
+    """Reject option combinations that cannot work, before anything is loaded."""
+    if model_args.bits is not None:
+        if model_args.bits not in (4, 8):
+            raise ValueError(f"--bits must be 4 or 8, got {model_args.bits}")
+        if training_args.tune_llm != "lora":
+            raise ValueError(
+                f"--bits {model_args.bits} quantizes the LLM, which then trains only through LoRA: use --tune_llm lora "
+                "(QLoRA). HF Trainer does not train a quantized model without an adapter, so stage 1 keeps the LLM in bf16."
+            )
+        if not torch.cuda.is_available():
+            raise ValueError(f"--bits {model_args.bits} needs a CUDA GPU (bitsandbytes has no CPU training kernels)")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ValueError(f"--bits {model_args.bits} needs bitsandbytes: pip install 'llava_hf[qlora]'") from None
+    if model_args.model_name_or_path and model_args.llm_name_or_path:
+        raise ValueError("give either --model_name_or_path or --llm_name_or_path/--vision_tower_name_or_path, not both")
+    if model_args.llm_name_or_path and not model_args.vision_tower_name_or_path:
+        raise ValueError("--llm_name_or_path needs --vision_tower_name_or_path")
+    if not (model_args.model_name_or_path or model_args.llm_name_or_path):
+        raise ValueError("no model: give --model_name_or_path, or --llm_name_or_path and --vision_tower_name_or_path")
+
+
+def quantization_config(model_args: ModelArguments, compute_dtype: torch.dtype):
+    """XTuner's QLoRA base: NF4, double quantization; the ViT, projector and head stay unquantized."""
+    if model_args.bits is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    skip = ["vision_tower", PROJECTOR, "output", "lm_head"]
+    if model_args.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=compute_dtype,  # lets ZeRO-3 / FSDP shard the quantized weights
+        llm_int8_skip_modules=skip,
+    )
+
+
+def _dtype(name: str, training_args: LlavaTrainingArguments):
+    if name == "auto":
+        return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
+    return getattr(torch, name)
+
+
+def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTrainingArguments):
+    """The stage's starting model: a llava_internlm2 folder, or a new one assembled from an LLM + a CLIP."""
+    from transformers import AutoProcessor
+
+    from ..models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
+    from ..models.llava_internlm2.builder import build_llava_from_pretrained
+
+    dtype = _dtype(model_args.torch_dtype, training_args)
+    kwargs = {"dtype": dtype}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    quant = quantization_config(model_args, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if model_args.model_name_or_path:
+        model = LlavaInternLM2ForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    else:
+        model, processor = build_llava_from_pretrained(
+            model_args.llm_name_or_path, model_args.vision_tower_name_or_path, model_args.projector_path, **kwargs
+        )
+    if model_args.projector_path and model_args.model_name_or_path:
+        raise ValueError("--projector_path is only used when building from --llm_name_or_path")
+    model.config.use_cache = False
+    return model, processor
+
+
+def linear_module_names(module: nn.Module, exclude: set[int]) -> list[str]:
+    """Leaf names of every linear layer (incl. bitsandbytes' Linear4bit/8bitLt) except the excluded modules."""
+    names = set()
+    for name, child in module.named_modules():
+        if id(child) in exclude:
+            continue
+        if isinstance(child, nn.Linear) or type(child).__name__ in ("Linear4bit", "Linear8bitLt"):
+            names.add(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def lora_config(model, training_args: LlavaTrainingArguments):
+    """One LoraConfig over the whole model, or None when nothing uses LoRA.
+
+    LLM targets: every linear layer except the LM head (`output`/`lm_head`). XTuner's auto-discovery also
+    wraps InternLM2's `output` (its exclusion list only names `lm_head`), adding a 92544-wide LoRA of ~50M
+    parameters to the vocabulary projection; we deliberately leave the head out, as XTuner meant to.
+    ViT targets: every linear layer of the vision tower. The projector is trained in full (modules_to_save),
+    and so is the LLM when `--tune_llm full` is combined with ViT LoRA.
+    """
+    from peft import LoraConfig
+
+    llm_lora = training_args.tune_llm == "lora"
+    vit_lora = training_args.tune_vision_tower == "lora"
+    if not (llm_lora or vit_lora):
+        return None
+    patterns, rank_pattern, alpha_pattern = [], {}, {}
+    if llm_lora:
+        head = {id(model.language_model.get_output_embeddings())}
+        leaves = linear_module_names(model.language_model, head)
+        patterns.append(rf"language_model\..*\.({'|'.join(map(re.escape, leaves))})")
+        rank_pattern[r"language_model\..*"] = training_args.lora_r
+        alpha_pattern[r"language_model\..*"] = training_args.lora_alpha
+    if vit_lora:
+        leaves = linear_module_names(model.vision_tower, set())
+        patterns.append(rf"vision_tower\..*\.({'|'.join(map(re.escape, leaves))})")
+        rank_pattern[r"vision_tower\..*"] = training_args.vision_lora_r
+        alpha_pattern[r"vision_tower\..*"] = training_args.vision_lora_alpha
+    modules_to_save = [PROJECTOR]
+    if training_args.tune_llm == "full":
+        modules_to_save.append("language_model")
+    if training_args.tune_vision_tower == "full":
+        modules_to_save.append("vision_tower")
+    return LoraConfig(
+        r=training_args.lora_r if llm_lora else training_args.vision_lora_r,
+        lora_alpha=training_args.lora_alpha if llm_lora else training_args.vision_lora_alpha,
+        lora_dropout=training_args.lora_dropout,
+        bias="none",
+        target_modules="^(" + "|".join(patterns) + ")$",
+        rank_pattern=rank_pattern,
+        alpha_pattern=alpha_pattern,
+        modules_to_save=modules_to_save,
+    )
+
+
+def configure_trainable(model, training_args: LlavaTrainingArguments):
+    """Freeze what the stage keeps fixed; wrap in PEFT when LoRA is asked for. Returns the model to train."""
+    model.requires_grad_(False)
+    getattr(model, PROJECTOR).requires_grad_(True)
+    if training_args.tune_llm == "full":
+        model.language_model.requires_grad_(True)
+    if training_args.tune_vision_tower == "full":
+        model.vision_tower.requires_grad_(True)
+
+    config = lora_config(model, training_args)
+    if config is None:
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=training_args.gradient_checkpointing,
+            gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
+        )
+    return get_peft_model(model, config)
+
+
+def trainable_parameter_summary(model) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)"

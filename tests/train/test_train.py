@@ -1,0 +1,129 @@
+"""Stage 1 and stage 2 through HF Trainer on a micro model: what trains, what is saved, resume, reload."""
+
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from llava_hf.train import parse_args, train
+from llava_hf.train.model_setup import load_model_and_processor
+
+from .conftest import common_args, losses
+
+
+def run(argv):
+    return train(*parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def stage1(micro_base, image_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage1")
+    trainer = run(common_args(
+        out, image_data, stage="pretrain", llm_name_or_path=f"{micro_base}/llm",
+        vision_tower_name_or_path=f"{micro_base}/clip", max_steps=8,
+    ))
+    return out, trainer
+
+
+def test_pretrain_trains_only_the_projector_and_loss_drops(stage1):
+    out, trainer = stage1
+    model = trainer.model.eval()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("multi_modal_projector.") for n in trainable)
+    untrained, _ = load_model_and_processor(*parse_args(common_args(out, ("x", "y"), **{
+        "llm_name_or_path": model.config.text_model_name_or_path,
+        "vision_tower_name_or_path": model.config.vision_model_name_or_path}))[::2])
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    with torch.no_grad():
+        before, after = untrained.eval()(**batch).loss.item(), model(**batch).loss.item()
+    # a frozen random LLM leaves the projector little to fix, but it must fix some
+    assert after < before - 0.03, (before, after)
+
+
+def test_stage1_checkpoint_holds_the_projector_and_reloads(stage1, micro_base):
+    out, trainer = stage1
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    projector = {n for n, _ in trainer.model.named_parameters() if n.startswith("multi_modal_projector.")}
+    assert keys == projector
+    projector_bytes = sum(p.numel() * 4 for n, p in trainer.model.named_parameters() if n in projector)
+    assert os.path.getsize(os.path.join(out, "model.safetensors")) < projector_bytes + 4096
+    reloaded = AutoModel.from_pretrained(out).eval()
+    model = trainer.model.eval()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+
+
+def test_finetune_starts_from_the_stage1_projector(stage1, image_data, tmp_path):
+    out, _ = stage1
+    saved = load_file(os.path.join(out, "model.safetensors"))
+    model_args, _, training_args = parse_args(common_args(tmp_path, image_data, stage="finetune", model_name_or_path=str(out)))
+    model, _ = load_model_and_processor(model_args, training_args)
+    for name, tensor in saved.items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_full_finetune_checkpoint_reloads_with_identical_logits(stage1, image_data, tmp_path):
+    out, _ = stage1
+    trainer = run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path=str(out), max_steps=3,
+                              tune_llm="full"))
+    model = trainer.model.eval()
+    with safe_open(os.path.join(tmp_path, "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert any(k.startswith("language_model.") for k in keys) and not any(k.startswith("vision_tower.") for k in keys)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits, atol=0, rtol=0)
+
+
+def test_lora_finetune_is_one_adapter_that_reloads_and_merges(stage1, image_data, tmp_path):
+    from peft import PeftModel
+
+    out, _ = stage1
+    trainer = run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path=str(out), max_steps=3,
+                              tune_llm="lora", lora_r=4, lora_alpha=8, tune_vision_tower="lora",
+                              vision_lora_r=2, vision_lora_alpha=4))
+    peft_model = trainer.model.eval()
+    config = peft_model.peft_config["default"]
+    assert config.rank_pattern == {r"language_model\..*": 4, r"vision_tower\..*": 2}
+    assert "multi_modal_projector" in config.modules_to_save
+    names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("vision_tower" in n and "lora_A" in n for n in names)
+    assert any("language_model" in n and "lora_A" in n for n in names)
+    assert not any(n.split(".lora_")[0].endswith((".output", ".lm_head")) for n in names), "the head gets no LoRA"
+    assert os.path.isfile(os.path.join(tmp_path, "adapter_config.json"))
+
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    with torch.no_grad():
+        expected = peft_model(**batch).logits
+        reloaded = PeftModel.from_pretrained(AutoModel.from_pretrained(out), tmp_path).eval()
+        torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-5, rtol=0)
+        merged = reloaded.merge_and_unload()
+        torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_resume_gives_the_same_losses(micro_base, image_data, tmp_path):
+    args = dict(stage="pretrain", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",
+                max_steps=6, per_device_train_batch_size=2, save_strategy="steps", save_steps=3, tune_llm="full")
+    straight = losses(run(common_args(tmp_path / "a", image_data, **args)))
+    resumed = losses(run(common_args(tmp_path / "b", image_data, **args)
+                         + ["--resume_from_checkpoint", str(tmp_path / "a" / "checkpoint-3")]))
+    assert sorted(resumed)[-3:] == [4, 5, 6]
+    for step in (4, 5, 6):
+        assert abs(resumed[step] - straight[step]) < 1e-6, (step, resumed[step], straight[step])
+
+
+def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_path):
+    base = dict(llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip")
+    with pytest.raises(ValueError, match="needs a CUDA GPU|bitsandbytes|--tune_llm lora"):
+        run(common_args(tmp_path, image_data, stage="finetune", tune_llm="lora", bits=4, **base))
+    with pytest.raises(FileNotFoundError, match="--data_path"):
+        run(common_args(tmp_path, (str(tmp_path / "missing.json"), image_data[1]), **base))
+    with pytest.raises(FileNotFoundError, match="--model_name_or_path"):
+        run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path="./no/such/folder"))
+    with pytest.raises(ValueError, match="--tune_llm"):
+        parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
