@@ -107,7 +107,7 @@ def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_lla
         assert page.locator("#conversation img").count() >= 1  # the uploaded image is shown in the chat
     finally:
         gradio.close_all()
-        server.join(timeout=10)
+        server.join(timeout=30)
     assert exit_codes == [0]
 
 
