@@ -16,6 +16,7 @@ import re
 
 import torch
 
+from ..models.quantization import bnb_config
 from .errors import UserInputError
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
@@ -31,8 +32,6 @@ DTYPES = {
 }
 # XTuner's ProjectorModel is `nn.Sequential(Linear, GELU, Linear)`; ours names the two linears.
 XTUNER_PROJECTOR_KEYS = {"model.0.": "linear_1.", "model.2.": "linear_2."}
-# Quantize only the LLM body, like XTuner: the ViT, the projector and the head stay in `torch_dtype`.
-NOT_QUANTIZED = ["vision_tower", "multi_modal_projector", "output", "lm_head"]
 
 
 def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=None, torch_dtype=None, bits=None,
@@ -67,24 +66,11 @@ def resolve_dtype(torch_dtype):
 
 
 def quantization_config_for(bits, dtype=None):
-    """bitsandbytes settings for `bits`, checked before anything loads (it needs CUDA and the package)."""
-    if bits is None:
-        return None
-    if bits not in (4, 8):
-        raise UserInputError(f"--bits must be 4 or 8, not {bits}")
-    if not torch.cuda.is_available():
-        raise UserInputError(f"--bits {bits} needs a CUDA GPU (bitsandbytes); none is available on this machine")
+    """bitsandbytes settings for `bits` (see `llava_hf.models.quantization`), as a one-line user error."""
     try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise UserInputError(f"--bits {bits} needs bitsandbytes: pip install 'llava_hf[qlora]'") from None
-    from transformers import BitsAndBytesConfig
-
-    if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=NOT_QUANTIZED)
-    compute_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=NOT_QUANTIZED)
+        return bnb_config(bits, dtype)
+    except ValueError as error:
+        raise UserInputError(str(error)) from None
 
 
 def read_model_type(folder) -> str | None:

@@ -12,6 +12,7 @@ import re
 import torch
 from torch import nn
 
+from ..models.quantization import bnb_config, check_bits
 from .arguments import LlavaTrainingArguments, ModelArguments
 
 PROJECTOR = "multi_modal_projector"
@@ -20,44 +21,18 @@ PROJECTOR = "multi_modal_projector"
 def check_options(model_args: ModelArguments, training_args: LlavaTrainingArguments) -> None:
     """Reject option combinations that cannot work, before anything is loaded."""
     if model_args.bits is not None:
-        if model_args.bits not in (4, 8):
-            raise ValueError(f"--bits must be 4 or 8, got {model_args.bits}")
         if training_args.tune_llm != "lora":
             raise ValueError(
                 f"--bits {model_args.bits} quantizes the LLM, which then trains only through LoRA: use --tune_llm lora "
                 "(QLoRA). HF Trainer does not train a quantized model without an adapter, so stage 1 keeps the LLM in bf16."
             )
-        if not torch.cuda.is_available():
-            raise ValueError(f"--bits {model_args.bits} needs a CUDA GPU (bitsandbytes has no CPU training kernels)")
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise ValueError(f"--bits {model_args.bits} needs bitsandbytes: pip install 'llava_hf[qlora]'") from None
+        check_bits(model_args.bits)
     if model_args.model_name_or_path and model_args.llm_name_or_path:
         raise ValueError("give either --model_name_or_path or --llm_name_or_path/--vision_tower_name_or_path, not both")
     if model_args.llm_name_or_path and not model_args.vision_tower_name_or_path:
         raise ValueError("--llm_name_or_path needs --vision_tower_name_or_path")
     if not (model_args.model_name_or_path or model_args.llm_name_or_path):
         raise ValueError("no model: give --model_name_or_path, or --llm_name_or_path and --vision_tower_name_or_path")
-
-
-def quantization_config(model_args: ModelArguments, compute_dtype: torch.dtype):
-    """XTuner's QLoRA base: NF4, double quantization; the ViT, projector and head stay unquantized."""
-    if model_args.bits is None:
-        return None
-    from transformers import BitsAndBytesConfig
-
-    skip = ["vision_tower", PROJECTOR, "output", "lm_head"]
-    if model_args.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
-        bnb_4bit_quant_storage=compute_dtype,  # lets ZeRO-3 / FSDP shard the quantized weights
-        llm_int8_skip_modules=skip,
-    )
 
 
 def _dtype(name: str, training_args: LlavaTrainingArguments):
@@ -77,7 +52,7 @@ def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTra
     kwargs = {"dtype": dtype}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    quant = quantization_config(model_args, dtype)
+    quant = bnb_config(model_args.bits, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
     if model_args.model_name_or_path:

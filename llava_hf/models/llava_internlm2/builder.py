@@ -159,6 +159,12 @@ def _assemble(language_model, vision_tower, tokenizer, image_processor, image_to
         **config_fields,
     )
     model = LlavaInternLM2ForConditionalGeneration.from_backbones(config, language_model, vision_tower)
+    # Chat turns end with the template's end-of-turn token, not EOS (internlm2-chat: `</s>` and `<|im_end|>`).
+    end_of_turn = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end|>")
+                   if t in tokenizer.get_vocab()]
+    if end_of_turn and tokenizer.eos_token_id is not None:
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id, *end_of_turn]
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     processor = LlavaInternLM2Processor(
         image_processor, tokenizer, image_token=image_token, image_seq_length=config.image_seq_length
     )
