@@ -66,6 +66,12 @@ class LlavaTrainingArguments(TrainingArguments):
     lora_dropout: float = field(default=0.05)
     vision_lora_r: int = field(default=64, metadata={"help": "ViT LoRA rank."})
     vision_lora_alpha: int = field(default=16, metadata={"help": "ViT LoRA alpha."})
+    vision_tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the ViT's trainable weights (default: --learning_rate)."}
+    )
+    projector_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the projector (default: --learning_rate)."}
+    )
     eval_chat_prompts: list[str] = field(
         default_factory=list, metadata={"help": "Prompts answered (with --eval_chat_image) every eval_chat_steps."}
     )

@@ -35,6 +35,28 @@ class LlavaTrainer(Trainer):
             shard=False,
         )
 
+    def create_optimizer(self, model=None):
+        """Per-part learning rates (`--vision_tower_learning_rate`, `--projector_learning_rate`) as optimizer
+        param groups, so they also hold under DeepSpeed (XTuner drops its `paramwise_cfg` there)."""
+        part_lrs = {"vision_tower.": self.args.vision_tower_learning_rate,
+                    "multi_modal_projector.": self.args.projector_learning_rate}
+        if self.optimizer is not None or not any(lr is not None for lr in part_lrs.values()):
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr = next((lr for part, lr in part_lrs.items() if lr is not None and part in name), self.args.learning_rate)
+            weight_decay = self.args.weight_decay if name in decay else 0.0
+            groups.setdefault((lr, weight_decay), []).append(param)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()], **optimizer_kwargs
+        )
+        return self.optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._tokens_since_log += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else 0
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)

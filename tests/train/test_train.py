@@ -127,3 +127,14 @@ def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_pa
         run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path="./no/such/folder"))
     with pytest.raises(ValueError, match="--tune_llm"):
         parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
+
+
+def test_per_part_learning_rates_become_optimizer_groups(micro_base, image_data, tmp_path):
+    trainer = run(common_args(tmp_path, image_data, stage="pretrain", llm_name_or_path=f"{micro_base}/llm",
+                              vision_tower_name_or_path=f"{micro_base}/clip", max_steps=1, tune_llm="full",
+                              tune_vision_tower="full", learning_rate=1e-4, vision_tower_learning_rate=2e-3,
+                              projector_learning_rate=5e-3))
+    by_param = {id(p): group["initial_lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    for name, param in trainer.model.named_parameters():
+        expected = 2e-3 if name.startswith("vision_tower.") else 5e-3 if name.startswith("multi_modal_projector.") else 1e-4
+        assert by_param[id(param)] == expected, name
