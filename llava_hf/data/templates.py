@@ -54,14 +54,8 @@ llama3_chat = PromptTemplate(
     suffix_as_eos=True,
     stop_words=("<|eot_id|>",),
 )
-qwen_chat = PromptTemplate(
-    system="<|im_start|>system\n{system}<|im_end|>\n",
-    instruction="<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
-    suffix="<|im_end|>",
-    suffix_as_eos=True,
-    sep="\n",
-    stop_words=("<|im_end|>", "<|endoftext|>"),
-)
+# Qwen uses the same ChatML layout; it also stops on its document end token.
+qwen_chat = dataclasses.replace(internlm2_chat, stop_words=("<|im_end|>", "<|endoftext|>"))
 phi3_chat = PromptTemplate(
     system="<|system|>\n{system}<|end|>\n",
     instruction="<|user|>\n{input}<|end|>\n<|assistant|>\n",

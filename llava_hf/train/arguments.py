@@ -140,6 +140,3 @@ def is_demo(model_args: ModelArguments, data_args: DataArguments) -> bool:
     """No data and no model given: run the built-in demo."""
     return not data_args.data_path and not (model_args.model_name_or_path or model_args.llm_name_or_path)
 
-
-def resolve_path(path: str | None) -> str | None:
-    return os.path.abspath(os.path.expanduser(path)) if path else path

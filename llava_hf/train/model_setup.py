@@ -29,6 +29,8 @@ def check_options(model_args: ModelArguments, training_args: LlavaTrainingArgume
         check_bits(model_args.bits)
     if model_args.model_name_or_path and model_args.llm_name_or_path:
         raise ValueError("give either --model_name_or_path or --llm_name_or_path/--vision_tower_name_or_path, not both")
+    if model_args.projector_path and model_args.model_name_or_path:
+        raise ValueError("--projector_path is only used when building from --llm_name_or_path")
     if model_args.llm_name_or_path and not model_args.vision_tower_name_or_path:
         raise ValueError("--llm_name_or_path needs --vision_tower_name_or_path")
     if not (model_args.model_name_or_path or model_args.llm_name_or_path):
@@ -62,8 +64,6 @@ def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTra
         model, processor = build_llava_from_pretrained(
             model_args.llm_name_or_path, model_args.vision_tower_name_or_path, model_args.projector_path, **kwargs
         )
-    if model_args.projector_path and model_args.model_name_or_path:
-        raise ValueError("--projector_path is only used when building from --llm_name_or_path")
     model.config.use_cache = False
     return model, processor
 
