@@ -7,6 +7,7 @@ whole model: `rank_pattern`/`alpha_pattern` give the LLM and the ViT their own r
 `PeftModel.from_pretrained` / transformers' adapter loading.
 """
 
+import os
 import re
 
 import torch
@@ -138,15 +139,32 @@ def configure_trainable(model, training_args: LlavaTrainingArguments):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=training_args.gradient_checkpointing,
-            gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
-        )
+        if shards_parameters(training_args):
+            # Sharded QLoRA: ZeRO-3 / FSDP shard the 4-bit weights in bf16 containers and need one dtype, so skip
+            # PEFT's fp32 upcast of the other weights (as TRL does); only the input grads for checkpointing remain.
+            if training_args.gradient_checkpointing:
+                model.enable_input_require_grads()
+        else:
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=training_args.gradient_checkpointing,
+                gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
+            )
     return get_peft_model(model, config)
 
 
+def shards_parameters(training_args: LlavaTrainingArguments) -> bool:
+    """Whether DeepSpeed ZeRO-3 or FSDP (from the accelerate config or the flags) shards the parameters."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    fsdp = bool(training_args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+    return is_deepspeed_zero3_enabled() or fsdp
+
+
 def trainable_parameter_summary(model) -> str:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    def numel(p):  # a ZeRO-3-partitioned parameter holds an empty local tensor
+        return getattr(p, "ds_numel", p.numel())
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)"

@@ -287,6 +287,14 @@ def test_embeddings_delegate_to_the_language_model(tiny_tokenizer_dir):
     assert model.language_model.lm_head.weight.shape[0] == vocab + 3
     assert model.config.text_config.vocab_size == model.language_model.config.vocab_size == vocab + 3
     assert {"LlamaDecoderLayer", "CLIPEncoderLayer"} <= set(model._no_split_modules)
+    # accelerate's FSDP auto-wrap uses this list and rejects a class the model does not contain
+    assert set(model._no_split_modules) <= {type(m).__name__ for m in model.modules()}
+
+
+def test_backbones_keep_their_attention_implementation(tiny):
+    model, _ = tiny  # built from saved parts: the LLM and the CLIP were loaded with sdpa, then assembled
+    assert model.language_model.config._attn_implementation == "sdpa"
+    assert model.vision_tower.config._attn_implementation == "sdpa"
 
 
 def test_cache_is_returned_under_the_installed_transformers_name(tiny):

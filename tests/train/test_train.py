@@ -1,5 +1,6 @@
 """Stage 1 and stage 2 through HF Trainer on a micro model: what trains, what is saved, resume, reload."""
 
+import json
 import os
 
 import pytest
@@ -8,6 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
 from llava_hf.train.model_setup import load_model_and_processor
 
@@ -78,6 +80,9 @@ def test_full_finetune_checkpoint_reloads_with_identical_logits(stage1, image_da
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits, atol=0, rtol=0)
+    # the stored LLM and the ViT rebuilt from its source come back in the asked dtype, not fp32 + bf16
+    in_bf16 = AutoModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert {p.dtype for p in in_bf16.parameters()} == {torch.bfloat16}
 
 
 def test_lora_finetune_is_one_adapter_that_reloads_and_merges(stage1, image_data, tmp_path):
@@ -95,7 +100,9 @@ def test_lora_finetune_is_one_adapter_that_reloads_and_merges(stage1, image_data
     assert any("vision_tower" in n and "lora_A" in n for n in names)
     assert any("language_model" in n and "lora_A" in n for n in names)
     assert not any(n.split(".lora_")[0].endswith((".output", ".lm_head")) for n in names), "the head gets no LoRA"
-    assert os.path.isfile(os.path.join(tmp_path, "adapter_config.json"))
+    with open(os.path.join(tmp_path, "adapter_config.json")) as f:
+        # the stage-1 folder (rebuilt from its sources on load) is the adapter's base, so users can reload it
+        assert json.load(f)["base_model_name_or_path"] == str(out)
 
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     with torch.no_grad():
@@ -104,6 +111,8 @@ def test_lora_finetune_is_one_adapter_that_reloads_and_merges(stage1, image_data
         torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-5, rtol=0)
         merged = reloaded.merge_and_unload()
         torch.testing.assert_close(merged(**batch).logits, expected, atol=1e-5, rtol=0)
+        chat_model, _ = load_for_inference(str(tmp_path), torch_dtype="float32")  # what `llava-hf chat` loads
+        torch.testing.assert_close(chat_model(**batch).logits, expected, atol=1e-5, rtol=0)
 
 
 def test_resume_gives_the_same_losses(micro_base, image_data, tmp_path):

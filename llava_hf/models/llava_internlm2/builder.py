@@ -12,6 +12,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 from .configuration_llava_internlm2 import LlavaInternLM2Config
 from .modeling_llava_internlm2 import (
     LlavaInternLM2ForConditionalGeneration,
+    _full_shape,
     causal_lm_from_config,
     resize_token_embeddings_to_mean,
 )
@@ -150,7 +151,7 @@ def load_projector_weights(model: LlavaInternLM2ForConditionalGeneration, path: 
 def _assemble(language_model, vision_tower, tokenizer, image_processor, image_token, **config_fields):
     tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
     image_token_id = tokenizer.convert_tokens_to_ids(image_token)
-    vocab_rows = language_model.get_input_embeddings().weight.shape[0]
+    vocab_rows = _full_shape(language_model.get_input_embeddings().weight)[0]  # also under DeepSpeed ZeRO-3
     resize_token_embeddings_to_mean(language_model, max(vocab_rows, image_token_id + 1))
     config = LlavaInternLM2Config(
         text_config=language_model.config,

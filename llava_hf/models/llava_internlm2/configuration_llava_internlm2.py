@@ -80,6 +80,10 @@ class LlavaInternLM2Config(PreTrainedConfig):
     vision_model_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
+        # Sub-configs passed as objects belong to already-built backbones: keep their attention implementation
+        # (the base class would reset it to the top-level one, None unless `attn_implementation` is given).
+        kept = {name: getattr(self, name)._attn_implementation_internal for name in ("text_config", "vision_config")
+                if isinstance(getattr(self, name), PreTrainedConfig)}
         self.text_config = resolve_sub_config(self.text_config, {"model_type": InternLM2Config.model_type})
         self.vision_config = resolve_sub_config(self.vision_config, DEFAULT_VISION_CONFIG)
         derived = self.num_image_features()
@@ -92,6 +96,9 @@ class LlavaInternLM2Config(PreTrainedConfig):
                 f"{self.vision_config.patch_size}, strategy {self.vision_feature_select_strategy!r})"
             )
         super().__post_init__(**kwargs)
+        if kwargs.get("attn_implementation") is None:
+            for name, implementation in kept.items():
+                getattr(self, name)._attn_implementation_internal = implementation
 
     def num_image_features(self) -> int:
         """Features the projector emits per image: one per patch, plus CLS unless the `default` strategy drops it."""

@@ -10,6 +10,7 @@ to the weights for `trust_remote_code=True` users who do not have llava_hf insta
 """
 
 import contextlib
+import importlib
 import inspect
 import json
 import os
@@ -96,11 +97,33 @@ def _is_internlm2(text_config) -> bool:
     return isinstance(text_config, InternLM2Config) or getattr(text_config, "model_type", None) == "internlm2"
 
 
-def causal_lm_from_config(text_config) -> PreTrainedModel:
-    """A randomly initialised causal LM (with its head) for any registered text config."""
+def causal_lm_from_config(text_config, **kwargs) -> PreTrainedModel:
+    """A randomly initialised causal LM (with its head) for any registered text config; `kwargs` go to
+    `from_config` (`dtype`, `attn_implementation`)."""
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if _is_internlm2(text_config):
-        return InternLM2ForCausalLM._from_config(text_config)
-    return AutoModelForCausalLM.from_config(text_config)
+        return InternLM2ForCausalLM._from_config(text_config, **kwargs)
+    return AutoModelForCausalLM.from_config(text_config, **kwargs)
+
+
+def _full_shape(tensor: torch.Tensor) -> torch.Size:
+    """A parameter's real shape, also when DeepSpeed ZeRO-3 partitioned it at construction (the local tensor is
+    then empty and the shape is in `ds_shape`)."""
+    return getattr(tensor, "ds_shape", tensor.shape)
+
+
+@contextlib.contextmanager
+def _gathered_for_update(tensors):
+    """Whole ZeRO-3-partitioned tensors for the block; what rank 0 writes is partitioned back on exit. Every rank
+    must enter it in the same order. Without ZeRO-3 it does nothing."""
+    partitioned = [t for t in tensors if hasattr(t, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    # Not a plain `import`: remote-code loading would then demand deepspeed from every user of a saved folder.
+    deepspeed = importlib.import_module("deepspeed")
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0):
+        yield
 
 
 def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tokens: int) -> None:
@@ -109,15 +132,16 @@ def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tok
     Unlike `resize_token_embeddings(mean_resizing=True)`, which samples the new rows, this is deterministic, so
     rebuilding a model from the same sources gives bit-identical weights.
     """
-    old_num_tokens = language_model.get_input_embeddings().weight.shape[0]
+    old_num_tokens = _full_shape(language_model.get_input_embeddings().weight)[0]
     if new_num_tokens < old_num_tokens:
         raise ValueError(f"cannot shrink the vocabulary from {old_num_tokens} to {new_num_tokens} tokens")
     if new_num_tokens == old_num_tokens:
         return
     language_model.resize_token_embeddings(new_num_tokens, mean_resizing=False)
     embeddings = [language_model.get_input_embeddings(), language_model.get_output_embeddings()]
-    with torch.no_grad():
-        for weight in {id(e.weight): e.weight for e in embeddings if e is not None}.values():
+    weights = list({id(e.weight): e.weight for e in embeddings if e is not None}.values())
+    with torch.no_grad(), _gathered_for_update(weights):
+        for weight in weights:
             mean = weight[:old_num_tokens].float().mean(dim=0, keepdim=True)
             weight[old_num_tokens:] = mean.to(weight.dtype)
 
@@ -152,13 +176,21 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
     """CLIP vision tower -> 2-layer MLP projector -> causal LM. Build one from pretrained parts with
     `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
 
-    def __init__(self, config: LlavaInternLM2Config):
+    def __init__(self, config: LlavaInternLM2Config, language_model=None, vision_tower=None):
+        """`language_model` / `vision_tower`: already-built backbones to use instead of new ones (see
+        `from_backbones`)."""
         super().__init__(config)
-        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.vision_tower = vision_tower if vision_tower is not None else AutoModel.from_config(config.vision_config)
         self.multi_modal_projector = LlavaInternLM2MultiModalProjector(config)
-        self.language_model = causal_lm_from_config(config.text_config)
+        self.language_model = (
+            language_model if language_model is not None else causal_lm_from_config(config.text_config)
+        )
         self._share_sub_configs()
         self.post_init()
+        # Only layer classes present in this model: FSDP's auto-wrap (accelerate) rejects names it cannot find,
+        # and CLIPVisionModel also lists its text-side layers.
+        present = {type(module).__name__ for module in self.modules()}
+        self._no_split_modules = {name for name in self._no_split_modules if name in present}
 
     def _share_sub_configs(self):
         # One config object per backbone, so resizing the vocabulary or switching attention updates both views.
@@ -323,20 +355,17 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
     ) -> "LlavaInternLM2ForConditionalGeneration":
         """Assemble a model around already-loaded backbones (a missing one is built from `config`); the projector
         is freshly initialised. The language model is grown (mean rows) to `config.text_config.vocab_size`."""
-        with torch.device("meta"):  # skeleton only: no memory, no init for the parts replaced below
-            model = cls(config)
         if language_model is None:
             language_model = causal_lm_from_config(config.text_config)
         resize_token_embeddings_to_mean(language_model, config.text_config.vocab_size)
         if vision_tower is None:
             vision_tower = AutoModel.from_config(config.vision_config)
-        model.language_model = language_model
-        model.vision_tower = vision_tower
-        model._share_sub_configs()
-        projector = LlavaInternLM2MultiModalProjector(model.config)
-        for module in (projector.linear_1, projector.linear_2):
+        # No skeleton is built: under DeepSpeed ZeRO-3 the backbones are already partitioned, and the projector is
+        # partitioned when the DeepSpeed engine starts.
+        model = cls(config, language_model=language_model, vision_tower=vision_tower)
+        for module in (model.multi_modal_projector.linear_1, model.multi_modal_projector.linear_2):
             model._init_weights(module)
-        model.multi_modal_projector = projector.to(device=language_model.device, dtype=language_model.dtype)
+        model.multi_modal_projector.to(device=language_model.device, dtype=language_model.dtype)
         return model
 
     @classmethod
@@ -399,27 +428,36 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
                 lm_kwargs["quantization_config"] = quantization_config
             lm_class = InternLM2ForCausalLM if _is_internlm2(config.text_config) else AutoModelForCausalLM
             language_model = lm_class.from_pretrained(sources["language_model"], **lm_kwargs)
+        else:  # stored in the folder: an empty one of the right dtype to load into
+            language_model = causal_lm_from_config(config.text_config, dtype=dtype)
         if "vision_tower" in missing:
             vision_tower = AutoModel.from_pretrained(sources["vision_tower"], **load_kwargs)
+        else:
+            vision_tower = AutoModel.from_config(config.vision_config, **({"dtype": dtype} if dtype else {}))
         model = cls.from_backbones(config, language_model=language_model, vision_tower=vision_tower)
-        model.load_checkpoint_tensors(folder)  # backbones were loaded onto `device`; the projector follows the LM
+        model.load_checkpoint_tensors(folder)
+        if device is not None and quantization_config is None:
+            model.to(device)  # a part built from the config above starts on the CPU
+        # As `from_pretrained` does: PEFT records it as the adapter's base model.
+        model.name_or_path = model.config.name_or_path = folder
         return model.eval()
 
     def load_checkpoint_tensors(self, folder: str) -> None:
         """Copy every tensor of a folder's safetensors files into the parameter of the same name (strict)."""
         tensors = _load_folder_tensors(folder)
-        state = self.state_dict()
+        state = self.state_dict(keep_vars=True)
         for name, tensor in tensors.items():
             if name not in state:
                 raise ValueError(f"{folder}: tensor `{name}` matches no parameter of {type(self).__name__}")
-            if tensor.shape != state[name].shape:
+            if tensor.shape != _full_shape(state[name]):
                 raise ValueError(
                     f"{folder}: tensor `{name}` has shape {tuple(tensor.shape)}, the model expects "
-                    f"{tuple(state[name].shape)}"
+                    f"{tuple(_full_shape(state[name]))}"
                 )
         with torch.no_grad():
             for name, tensor in tensors.items():
-                state[name].copy_(tensor)
+                with _gathered_for_update([state[name]]):
+                    state[name].copy_(tensor)
 
     def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
         """Also writes `auto_map` and the code files (this one, the config, InternLM2's), so the folder loads with
