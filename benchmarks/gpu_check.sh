@@ -64,6 +64,7 @@ fsdp=(--config_file accelerate_configs/fsdp.yaml --num_processes 1)
 step pretrain_1gpu 150 "${launch[@]}" "${single[@]}" "${pretrain[@]}" --output_dir "$w/pretrain"
 step qlora_1gpu 150 "${launch[@]}" "${single[@]}" "${finetune[@]}" "${qlora[@]}" --output_dir "$w/qlora_1gpu"
 step zero2_pretrain 150 "${launch[@]}" "${zero2[@]}" "${pretrain[@]}" --output_dir "$w/zero2_pretrain"
+step zero2_qlora 150 "${launch[@]}" "${zero2[@]}" "${finetune[@]}" "${qlora[@]}" --output_dir "$w/zero2_qlora"
 step zero2_full 150 "${launch[@]}" "${zero2[@]}" "${finetune[@]}" "${full[@]}" --output_dir "$w/zero2_full"
 step zero3_pretrain 150 "${launch[@]}" "${zero3[@]}" "${pretrain[@]}" --output_dir "$w/zero3_pretrain"
 step zero3_full 150 "${launch[@]}" "${zero3[@]}" "${finetune[@]}" "${full[@]}" --output_dir "$w/zero3_full"
@@ -71,7 +72,7 @@ step zero3_qlora 150 "${launch[@]}" "${zero3[@]}" "${finetune[@]}" "${qlora[@]}"
 step fsdp_full 150 "${launch[@]}" "${fsdp[@]}" "${finetune[@]}" "${full[@]}" --output_dir "$w/fsdp_full"
 step verify          200 python3 benchmarks/gpu_verify.py "$w/pretrain" "$w/zero2_pretrain" "$w/zero3_pretrain" \
   "$w/zero2_full" "$w/zero3_full" "$w/fsdp_full" "$w/zero2_full/checkpoint-10" \
-  --bits4 "$w/qlora_1gpu" "$w/zero3_qlora" "$w/qlora_1gpu/checkpoint-10"
+  --bits4 "$w/qlora_1gpu" "$w/zero2_qlora" "$w/zero3_qlora" "$w/qlora_1gpu/checkpoint-10"
 cat "$logs/verify.log" | grep '^{' >"$logs/verify.jsonl"
 
 echo; echo "== $(cat "$logs/gpu.txt")"; cat "$logs/versions.txt" | tr '\n' ' '; echo

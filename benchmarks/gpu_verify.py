@@ -46,8 +46,9 @@ def answer_loss(model, processor, samples) -> float:
 def check(folder: str, bits: int | None) -> dict:
     model, processor = load_model_and_processor(folder, torch_dtype="bfloat16", bits=bits,
                                                 device_map="cuda" if bits is None and torch.cuda.is_available() else None)
-    bad = [name for name, tensor in model.state_dict().items()
-           if tensor.numel() == 0 or (tensor.is_floating_point() and not torch.isfinite(tensor).all())]
+    # 4-bit weights (Params4bit) are packed bytes, whatever dtype holds them: only their size is checked
+    bad = [name for name, tensor in model.named_parameters() if tensor.numel() == 0 or (
+        type(tensor).__name__ != "Params4bit" and tensor.is_floating_point() and not torch.isfinite(tensor).all())]
     with open(paths.DEMO_FINETUNE_JSON) as f:
         samples = [s for s in json.load(f) if "image" in s][:32]
     session = ChatSession(model, processor, generation_options={"max_new_tokens": 8, "do_sample": False})

@@ -59,8 +59,9 @@ class ChatSession:
         self.generation_options = dict(generation_options or {})
         template_stops = template.stop_words if template else [end_of_turn_marker(processor)]
         words = list(dict.fromkeys(word for word in [*stop_words, *template_stops] if word))
-        # One-token stop words (`<|im_end|>`) end generation as EOS does; others are matched as text.
-        self.stop_token_ids = [single_token_id(self.tokenizer, word) for word in words]
+        # Added/special tokens (`<|im_end|>`) end generation as EOS does; other words are matched as text, even
+        # one-token ones, which can also appear inside a longer token ("Co" in "Colour").
+        self.stop_token_ids = [added_token_id(self.tokenizer, word) for word in words]
         self.stop_words = [word for word, token_id in zip(words, self.stop_token_ids) if token_id is None]
         self.stop_token_ids = [token_id for token_id in self.stop_token_ids if token_id is not None]
         self.reset()
@@ -203,10 +204,9 @@ def end_of_turn_marker(processor) -> str | None:
     return after or None
 
 
-def single_token_id(tokenizer, word: str) -> int | None:
-    """The id of `word` when it is one token of the vocabulary (special tokens included), else None."""
-    ids = tokenizer.encode(word, add_special_tokens=False)
-    return ids[0] if len(ids) == 1 and tokenizer.decode(ids) == word else None
+def added_token_id(tokenizer, word: str) -> int | None:
+    """The id of `word` when it is an added or special token (never part of a longer token), else None."""
+    return tokenizer.get_added_vocab().get(word)
 
 
 def render_with_template(template, turns: list[Turn], system, image_token: str, eos_token: str) -> str:

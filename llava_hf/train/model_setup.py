@@ -138,8 +138,9 @@ def configure_trainable(model, training_args: LlavaTrainingArguments):
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    sharded = shards_parameters(training_args)
     if getattr(model, "is_quantized", False):
-        if shards_parameters(training_args):
+        if sharded:
             # Sharded QLoRA: ZeRO-3 / FSDP shard the 4-bit weights in bf16 containers and need one dtype, so skip
             # PEFT's fp32 upcast of the other weights (as TRL does); only the input grads for checkpointing remain.
             if training_args.gradient_checkpointing:
@@ -150,7 +151,9 @@ def configure_trainable(model, training_args: LlavaTrainingArguments):
                 use_gradient_checkpointing=training_args.gradient_checkpointing,
                 gradient_checkpointing_kwargs=training_args.gradient_checkpointing_kwargs,
             )
-    return get_peft_model(model, config)
+    # ZeRO-3 / FSDP flatten the trainable parameters into one buffer per dtype group: the adapters must be in the
+    # model's dtype (DeepSpeed and FSDP keep fp32 master weights themselves), not PEFT's default fp32 upcast.
+    return get_peft_model(model, config, autocast_adapter_dtype=not sharded)
 
 
 def shards_parameters(training_args: LlavaTrainingArguments) -> bool:
