@@ -33,8 +33,11 @@ class LlavaDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, table: datasets.Dataset, sources: Sequence[DataSource], processor, pad_to_square: bool,
-                 stats: dict[str, int]):
+                 stats: dict[str, int], cache_images: bool = False):
         self.table = table
+        # Preprocessed pixels kept after first use: for small datasets (the demo), where decoding and resizing
+        # the images costs more than the training step. Each dataloader worker fills its own copy.
+        self.image_cache: dict[int, torch.Tensor] | None = {} if cache_images else None
         self.sources = list(sources)
         self.processor = processor
         self.pad_to_square = pad_to_square
@@ -54,7 +57,12 @@ class LlavaDataset(torch.utils.data.Dataset):
         input_ids, labels = expand_image_tokens(row["input_ids"], row["labels"], self.image_token_id, self.image_seq_length)
         item = {"input_ids": input_ids, "labels": labels}
         if row["image"] is not None:
-            item["pixel_values"] = self.preprocess_image(self.load_sample_image(row))
+            pixels = self.image_cache.get(int(i)) if self.image_cache is not None else None
+            if pixels is None:
+                pixels = self.preprocess_image(self.load_sample_image(row))
+                if self.image_cache is not None:
+                    self.image_cache[int(i)] = pixels
+            item["pixel_values"] = pixels
         return item
 
     def load_sample_image(self, row):
@@ -80,6 +88,7 @@ def build_llava_dataset(
     skip_bad_samples: bool = False,
     exclude: Collection[tuple[int, int]] = (),
     num_proc: int | None = None,
+    cache_images: bool = False,
 ) -> LlavaDataset:
     """Read, check and tokenize every source (or reuse the on-disk cache) and wrap it as a LlavaDataset.
 
@@ -89,6 +98,7 @@ def build_llava_dataset(
     (image-file problems are only found by the validator, which opens the files).
     Samples whose labels are all -100 after truncation are dropped and counted in `stats`.
     Tokenization runs in `num_proc` processes (default: all cores for 20K+ samples, else in-process).
+    `cache_images` keeps preprocessed images in memory after their first use (small datasets only).
     """
     sources = [sources] if isinstance(sources, DataSource) else list(sources)
     if not sources:
@@ -110,7 +120,7 @@ def build_llava_dataset(
     summary = ", ".join(f"{k}={v}" for k, v in stats.items())
     left_out = stats["bad"] + stats["excluded"] + stats["no_supervised_tokens"]
     (logger.warning if left_out else logger.info)("LLaVA data: %s (%d samples left out)", summary, left_out)
-    return LlavaDataset(table, sources, processor, pad_to_square, stats)
+    return LlavaDataset(table, sources, processor, pad_to_square, stats, cache_images=cache_images)
 
 
 _TABLE_FEATURES = datasets.Features({

@@ -49,6 +49,10 @@ class DataArguments:
         default=False, metadata={"help": "Skip (and count) samples the validator rejects instead of stopping."}
     )
     validate_data: bool = field(default=True, metadata={"help": "Validate the data before step 1."})
+    cache_images_in_memory: bool = field(
+        default=False,
+        metadata={"help": "Keep preprocessed images in memory after their first use (small datasets, e.g. the demo)."},
+    )
     tokenization_cache_dir: str | None = field(
         default=None, metadata={"help": "Where tokenized data is cached (default: <output_dir>/../.cache/tokenized)."}
     )

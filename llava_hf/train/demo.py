@@ -13,8 +13,8 @@ from ..demo import paths
 N_PRETRAIN = 3000
 N_FINETUNE = 3000
 N_EVAL_QUESTIONS = 100
-# 56 px / patch 14 = 16 image tokens: colours and shapes stay visible and each stage (4 + 3 epochs) fits in
-# under 3 minutes on 2 CPU cores (112 px quadruples the vision cost without helping the tiny model).
+# 56 px / patch 14 = 16 image tokens: colours and shapes stay visible and each stage (4 + 3 epochs) takes
+# under 2 minutes on 2 CPU cores (112 px quadruples the vision cost without helping the tiny model).
 DEMO_MODEL = dict(image_size=56, patch_size=14, text_hidden_size=128, text_layers=2, vision_hidden_size=64,
                   vision_layers=2)
 

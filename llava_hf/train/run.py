@@ -96,6 +96,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     dataset = build_llava_dataset(
         sources, processor, template, max_length, pad_to_square,
         cache_dir=cache_dir, skip_bad_samples=data_args.skip_bad_samples, exclude=exclude,
+        cache_images=data_args.cache_images_in_memory,
     )
     if len(dataset) == 0:
         raise ValueError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")

@@ -85,6 +85,16 @@ def test_missing_image_at_load_time_names_the_sample(source, tiny_processor):
         ds[2]
 
 
+def test_cached_images_are_decoded_once_and_unchanged(source, tiny_processor):
+    ds = build_llava_dataset(source, tiny_processor, max_length=64, cache_images=True)
+    plain = build_llava_dataset(source, tiny_processor, max_length=64)
+    first = ds[2]["pixel_values"]
+    os.remove(os.path.join(source.image_folder, "3.jpg"))  # a second decode would now fail
+    assert torch.equal(ds[2]["pixel_values"], first)
+    assert torch.equal(plain[0]["pixel_values"], ds[0]["pixel_values"])
+    assert sorted(ds.image_cache) == [0, 2] and "pixel_values" not in ds[1]
+
+
 def test_cache_is_reused_and_invalidated(source, tiny_processor, tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     first = build_llava_dataset(source, tiny_processor, max_length=64, cache_dir=str(cache))
