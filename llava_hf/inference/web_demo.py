@@ -45,7 +45,10 @@ def build_demo(new_session: Callable[[], ChatSession], title: str = TITLE) -> gr
             shown[-1]["content"] += piece
             yield busy, shown, state
         shown[-1]["content"] = session.turns[-1].answer
-        yield gr.MultimodalTextbox(value=None, interactive=True), shown, state
+        yield busy, shown, state  # the box opens again in `.then` below, once this event has completed
+
+    def accept_input():
+        return gr.MultimodalTextbox(interactive=True)
 
     def restart():
         return gr.MultimodalTextbox(value=None, interactive=True), [], None
@@ -57,7 +60,9 @@ def build_demo(new_session: Callable[[], ChatSession], title: str = TITLE) -> gr
                                    placeholder="Ask about the image…", elem_id="message")
         new_conversation = gr.Button("New conversation", elem_id="new-conversation")
         state = gr.State(None)
-        box.submit(respond, [box, state], [box, chatbot, state])
+        # Re-enabling the box from inside `respond` would let a fast user (or a test) submit while this event is
+        # still finishing, and Gradio drops a submit that arrives then.
+        box.submit(respond, [box, state], [box, chatbot, state]).then(accept_input, None, [box])
         new_conversation.click(restart, None, [box, chatbot, state])
     return demo
 
