@@ -73,7 +73,7 @@ step fsdp_full 150 "${launch[@]}" "${fsdp[@]}" "${finetune[@]}" "${full[@]}" --o
 step verify          200 python3 benchmarks/gpu_verify.py "$w/pretrain" "$w/zero2_pretrain" "$w/zero3_pretrain" \
   "$w/zero2_full" "$w/zero3_full" "$w/fsdp_full" "$w/zero2_full/checkpoint-10" \
   --bits4 "$w/qlora_1gpu" "$w/zero2_qlora" "$w/zero3_qlora" "$w/qlora_1gpu/checkpoint-10"
-cat "$logs/verify.log" | grep '^{' >"$logs/verify.jsonl"
+grep '^{' "$logs/verify.log" >"$logs/verify.jsonl"
 
 echo; echo "== $(cat "$logs/gpu.txt")"; cat "$logs/versions.txt" | tr '\n' ' '; echo
 printf '%s\n' "${results[@]}" | tee "$out/summary.txt"

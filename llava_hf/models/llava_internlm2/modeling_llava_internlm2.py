@@ -406,7 +406,8 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             raise TypeError(f"{folder}: {sorted(kwargs)} not supported when rebuilding a checkpoint without backbones")
         config = config if config is not None else LlavaInternLM2Config.from_pretrained(folder)
         dtype = dtype if dtype is not None else torch_dtype
-        load_kwargs = {"dtype": dtype} if dtype is not None else {}
+        dtype_kwargs = {"dtype": dtype} if dtype is not None else {}
+        load_kwargs = dict(dtype_kwargs)
         if attn_implementation is not None:
             load_kwargs["attn_implementation"] = attn_implementation
         device = _single_device(device_map, folder)
@@ -429,11 +430,11 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             lm_class = InternLM2ForCausalLM if _is_internlm2(config.text_config) else AutoModelForCausalLM
             language_model = lm_class.from_pretrained(sources["language_model"], **lm_kwargs)
         else:  # stored in the folder: an empty one of the right dtype to load into
-            language_model = causal_lm_from_config(config.text_config, dtype=dtype)
+            language_model = causal_lm_from_config(config.text_config, **dtype_kwargs)
         if "vision_tower" in missing:
             vision_tower = AutoModel.from_pretrained(sources["vision_tower"], **load_kwargs)
         else:
-            vision_tower = AutoModel.from_config(config.vision_config, **({"dtype": dtype} if dtype else {}))
+            vision_tower = AutoModel.from_config(config.vision_config, **dtype_kwargs)
         model = cls.from_backbones(config, language_model=language_model, vision_tower=vision_tower)
         model.load_checkpoint_tensors(folder)
         if device is not None and quantization_config is None:
