@@ -82,6 +82,16 @@ class LlavaTrainingArguments(TrainingArguments):
     eval_chat_image: str | None = field(default=None)
     eval_chat_steps: int = field(default=500)
     eval_chat_max_new_tokens: int = field(default=50)
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder, or auto (or true): the latest complete checkpoint in output_dir, "
+                          "or a fresh start when there is none."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Delete the checkpoints already in output_dir and train from scratch (transformers 5 "
+                          "dropped its flag of this name). To continue instead: --resume_from_checkpoint auto."},
+    )
     # HF defaults that do not suit this trainer
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: the collator needs every key."})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Logging integrations."})

@@ -73,6 +73,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     from ..data.dataset import build_llava_dataset
     from ..data.templates import get_template
     from .callbacks import EvaluateChatCallback
+    from .checkpointing import ResumePointCallback, SaveAndStopCallback, StopSignals, clear_leftovers, resolve_resume
     from .trainer import LlavaTrainer
 
     if training_args.output_dir is None:
@@ -80,6 +81,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     check_options(model_args, training_args)
     check_model_paths(model_args)
     sources = data_sources(data_args)
+    checkpoint = resolve_resume(training_args)
 
     set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
     model, processor = load_model_and_processor(model_args, training_args)
@@ -109,6 +111,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         logger.info(trainable_parameter_summary(model))
         logger.info("data: %s", dataset.stats)
 
+    stop_signals = StopSignals()
+    save_and_stop = SaveAndStopCallback(stop_signals)
     callbacks = []
     if training_args.eval_chat_prompts:
         from ..data.images import load_image
@@ -122,13 +126,16 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         train_dataset=dataset,
         data_collator=LlavaDataCollator(processor.tokenizer.pad_token_id),
         processing_class=processor,
-        callbacks=callbacks,
+        callbacks=[*callbacks, save_and_stop, ResumePointCallback(checkpoint)],
     )
     for callback in callbacks:
         callback.trainer = trainer
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
-    trainer.save_state()
+    clear_leftovers(training_args)
+    with stop_signals.installed():  # until the final model is saved: a signal then lets the save finish
+        trainer.train(resume_from_checkpoint=checkpoint)
+        save_and_stop.exit_if_stopped(training_args.output_dir)
+        trainer.save_model()
+        trainer.save_state()
     return trainer
 
 

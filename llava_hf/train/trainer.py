@@ -6,16 +6,22 @@
 2. Checkpoints hold what training changed: when the backbones are frozen, a checkpoint holds the projector
    (and whatever else trains) plus the config, whose source paths say where the frozen weights come from;
    `from_pretrained` rebuilds the rest. A 7B stage-1 checkpoint is 42 MB (bf16), not 15 GB.
+3. Checkpoints are complete or absent: written into a staging folder, then renamed into place whole
+   (`checkpointing.py`).
 """
 
+import os
 import time
 
 from transformers import Trainer
 
 from ..data.sampler import ModalityLengthGroupedSampler
+from .checkpointing import discard_stale, publish_checkpoint, staging_paths
 
 
 class LlavaTrainer(Trainer):
+    _checkpoint_staging_dir = None  # set while a checkpoint is being written
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._tokens_since_log = 0
@@ -68,6 +74,23 @@ class LlavaTrainer(Trainer):
             logs["tokens_per_second"] = round(tokens / max(now - self._last_log_time, 1e-9), 1)
             self._tokens_since_log, self._last_log_time = 0, now
         super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        # Private override: Trainer writes checkpoint-N in place and prunes older ones within this call, before
+        # anything could tell the new one is complete; so it writes into a staging folder published whole.
+        run_dir = self._get_output_dir(trial)
+        staged, final = staging_paths(run_dir, self.state.global_step)
+        discard_stale(staged, self.args, self.accelerator)
+        self._checkpoint_staging_dir = os.path.dirname(staged)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._checkpoint_staging_dir = None
+        publish_checkpoint(staged, final, self.args, self.state, self.accelerator)
+
+    def _get_output_dir(self, trial):
+        # Private override: the folder `_save_checkpoint` writes checkpoint-N into (the staging one while saving).
+        return self._checkpoint_staging_dir or super()._get_output_dir(trial)
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)
