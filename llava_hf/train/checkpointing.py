@@ -26,6 +26,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
+from transformers.trainer_utils import has_length
 
 logger = logging.getLogger("llava_hf.train")
 
@@ -58,10 +59,11 @@ def publish_checkpoint(staged: str, final: str, args, state, accelerator) -> Non
         if args.should_save:
             state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
     accelerator.wait_for_everyone()
-    _fsync_tree(staged)  # every rank: on a filesystem shared by nodes, each flushes what it wrote (shards, RNG)
+    if not args.should_save:  # on a filesystem shared by nodes each rank flushes what it wrote (shards, RNG states)
+        _fsync_tree(staged)
     accelerator.wait_for_everyone()
     if args.should_save:
-        _write_manifest(staged)
+        _write_manifest(staged)  # flushes every file first
         if os.path.exists(final):  # an earlier run's checkpoint of the same step (or a damaged one)
             _discard(final)
         os.rename(staged, final)
@@ -88,13 +90,20 @@ def prune_checkpoints(output_dir: str, save_total_limit: int | None, keep=()) ->
 
 def clear_leftovers(args) -> None:
     """Before step 1: delete the staging folder (what interrupted saves left) and, with --overwrite_output_dir,
-    the checkpoints already in output_dir. The saving process(es) delete; every rank waits."""
+    the checkpoints already in output_dir."""
+    if args.overwrite_output_dir:
+        delete_checkpoints(args, "--overwrite_output_dir")
     if args.should_save:
-        if args.overwrite_output_dir:
-            for _, path in list_checkpoints(args.output_dir):
-                logger.info("deleting %s (--overwrite_output_dir)", path)
-                _discard(path)
         shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR), ignore_errors=True)
+    PartialState().wait_for_everyone()
+
+
+def delete_checkpoints(args, reason: str) -> None:
+    """Delete every checkpoint in output_dir (on the saving process(es); every rank waits)."""
+    if args.should_save:
+        for _, path in list_checkpoints(args.output_dir):
+            logger.info("deleting %s (%s)", path, reason)
+            _discard(path)
     PartialState().wait_for_everyone()
 
 
@@ -252,7 +261,8 @@ def _resolve_resume(args) -> tuple[str | None, str | None]:
             return None, None
         path = latest_complete_checkpoint(output_dir)
         if path is None:
-            logger.info("--resume_from_checkpoint %s: no complete checkpoint in %s, starting from scratch", value, output_dir)
+            logger.info("--resume_from_checkpoint %s: no complete checkpoint in %s, starting from scratch", value,
+                        output_dir)
         return path, None
     if str(value).lower() in ("none", "false", ""):
         existing = list_checkpoints(output_dir)
@@ -417,8 +427,10 @@ class ResumePointCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         if self.checkpoint is None or not state.is_world_process_zero:
             return
-        samples = samples_seen(state.global_step, len(train_dataloader), len(train_dataloader.dataset), args)
-        logger.info("resumed from %s: step %d, epoch %.2f, %d samples seen", self.checkpoint, state.global_step,
+        samples = "unknown"
+        if has_length(train_dataloader) and has_length(train_dataloader.dataset):
+            samples = samples_seen(state.global_step, len(train_dataloader), len(train_dataloader.dataset), args)
+        logger.info("resumed from %s: step %d, epoch %.2f, %s samples seen", self.checkpoint, state.global_step,
                     state.epoch or 0.0, samples)
 
 

@@ -73,7 +73,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     from ..data.dataset import build_llava_dataset
     from ..data.templates import get_template
     from .callbacks import EvaluateChatCallback
-    from .checkpointing import ResumePointCallback, SaveAndStopCallback, StopSignals, clear_leftovers, resolve_resume
+    from .checkpointing import (
+        ResumePointCallback, SaveAndStopCallback, StopSignals, clear_leftovers, delete_checkpoints, resolve_resume,
+    )
     from .trainer import LlavaTrainer
 
     if training_args.output_dir is None:
@@ -136,6 +138,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         save_and_stop.exit_if_stopped(training_args.output_dir)
         trainer.save_model()
         trainer.save_state()
+    if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
+        delete_checkpoints(training_args, "--save_strategy no and the run is complete")
     return trainer
 
 

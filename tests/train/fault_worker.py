@@ -45,6 +45,7 @@ def save_file(tensors, filename, metadata=None):
 
 safetensors.torch.save_file = save_file
 
+from llava_hf.train.checkpointing import MANIFEST_NAME  # noqa: E402
 from llava_hf.train.run import main  # noqa: E402
 from llava_hf.train.trainer import LlavaTrainer  # noqa: E402
 
@@ -76,6 +77,9 @@ if __name__ == "__main__":
             main(argv)
         except SystemExit as stop:
             record["runs"][-1]["exit"] = stop.code
+            record["manifests_after_stop"] = {
+                name: sorted(json.load(open(os.path.join(output_dir, name, MANIFEST_NAME)))["files"])
+                for name in os.listdir(output_dir) if name.startswith("checkpoint-")}
             active = False
             main(argv + ["--resume_from_checkpoint", "auto"])
         with open(os.path.join(output_dir, f"rank{RANK}.json"), "w") as f:
