@@ -239,13 +239,16 @@ def _load_source(model_class, source, folder, field, kwargs):
 
 
 def single_device(device_map, folder):
-    """The one device a rebuilt model goes to: backbones from sources are not split across devices."""
+    """The one device a model assembled in memory goes to (rebuilt from sources, or from XTuner's parts): its
+    backbones are not split across devices."""
     if device_map is None:
         return None
     if isinstance(device_map, dict):
         if set(device_map) != {""}:
             raise TypeError(f"{folder}: a per-module device_map is not supported when rebuilding from sources")
         device_map = device_map[""]
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
     if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device_map
