@@ -1,5 +1,6 @@
 """`llava-hf merge`: one complete, self-contained model folder from anything training writes (see
-`llava_hf.export.merge`), or the seed's `merge LLM_DIR LLM_ADAPTER OUT` / `merge CLIP_DIR CLIP_ADAPTER OUT --is-clip`."""
+`llava_hf.export.merge`), or the seed's `merge LLM_DIR LLM_ADAPTER OUT` and
+`merge CLIP_DIR CLIP_ADAPTER OUT --is-clip`."""
 
 import argparse
 import sys
@@ -19,12 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser):
     add_output_arguments(parser)
 
 
-def add_output_arguments(parser: argparse.ArgumentParser):
-    """Options shared by the commands that write a model folder."""
+def add_output_arguments(parser: argparse.ArgumentParser, out_folder: bool = True):
+    """Options shared by the commands that write a model folder (`out_folder`: to an OUT the user names)."""
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                         help="weights dtype (auto: as stored; a QLoRA base is never loaded in 4 bits)")
     parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
+    if out_folder:
+        parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
 
 
 def run(args) -> int:

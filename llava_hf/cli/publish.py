@@ -4,12 +4,11 @@
 import argparse
 import sys
 
+from .merge import add_output_arguments
 from .user_errors import USER_ERRORS, report_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from .merge import DTYPE_CHOICES
-
     parser.add_argument("folder", metavar="DIR", help="any folder `llava-hf merge` accepts")
     parser.add_argument("--repo-id", required=True, help="Hub repository, e.g. your-name/llava-internlm2-7b")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
@@ -23,9 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--license", default="other", help="license id for the card (default: other, a placeholder)")
     parser.add_argument("--mmbench-result", metavar="JSON",
                         help="mmbench_result.json for the card (default: one in DIR or next to it)")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights dtype (auto: as stored)")
-    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
     parser.add_argument("--commit-message", help="commit message of the upload")
+    add_output_arguments(parser, out_folder=False)
 
 
 def run(args) -> int:

@@ -11,9 +11,9 @@ import os
 import torch
 
 from ..inference.errors import UserInputError
+from ..inference.loading import ADAPTER_CONFIG
 from ..models.llava_internlm2.checkpoint_io import resolve_recorded_path
 
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 PEFT_PREFIX = "base_model.model."
 LORA_SUFFIXES = {".lora_A.weight": "in_features", ".lora_B.weight": "out_features"}

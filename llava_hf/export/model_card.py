@@ -188,7 +188,8 @@ def _mmbench_lines(result: dict | None) -> list[str]:
     lines = ["## MMBench", "", f"`{os.path.basename(str(result.get('data_path', 'MMBench')))}`, "
              f"{result.get('n_questions', '?')} questions, CircularEval (every rotation right) and vanilla accuracy:",
              "", "| | CircularEval % | Vanilla % |", "|---|---|---|"]
-    lines.append(f"| Overall | {circular.get('overall', float('nan')):.1f} | {vanilla.get('overall', float('nan')):.1f} |")
+    nan = float("nan")
+    lines.append(f"| Overall | {circular.get('overall', nan):.1f} | {vanilla.get('overall', nan):.1f} |")
     for name, value in circular.get("l2-category", {}).items():
-        lines.append(f"| {name} | {value:.1f} | {vanilla.get('l2-category', {}).get(name, float('nan')):.1f} |")
+        lines.append(f"| {name} | {value:.1f} | {vanilla.get('l2-category', {}).get(name, nan):.1f} |")
     return lines + [""]

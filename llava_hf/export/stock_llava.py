@@ -75,7 +75,8 @@ def stock_llava_config(config):
             )
     if config.vision_config.model_type != "clip_vision_model":
         raise UserInputError(
-            f"cannot export to stock LlavaForConditionalGeneration: the vision tower is {config.vision_config.model_type!r}; "
+            "cannot export to stock LlavaForConditionalGeneration: the vision tower is "
+            f"{config.vision_config.model_type!r}; "
             "LlavaProcessor's image-token count (patches + num_additional_image_tokens) is only known to match ours "
             "for CLIP (one CLS token)"
         )

@@ -16,18 +16,11 @@ import os
 import torch
 
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
-from ..export.adapters import (
-    adapter_base,
-    bare_backbone_from_config,
-    check_adapter_fits,
-    is_adapter_folder,
-    read_adapter_weights,
-    skeleton,
-)
 from ..models.quantization import bnb_config
 from .errors import UserInputError
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
+ADAPTER_CONFIG = "adapter_config.json"
 DTYPES = {
     "auto": "auto",
     "float16": torch.float16,
@@ -57,7 +50,7 @@ def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=N
             raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual-encoder + --llava "
                                  "triple; export it to one model folder first")
         model, processor = load_xtuner_triple(model_name_or_path, visual_encoder, llava, dtype, device_map)
-    elif is_adapter_folder(str(model_name_or_path)):
+    elif os.path.isfile(os.path.join(str(model_name_or_path), ADAPTER_CONFIG)):
         model, processor = load_adapter_output(model_name_or_path, options)
     else:
         model, processor = load_model_folder(model_name_or_path, options)
@@ -125,6 +118,8 @@ def load_adapter_output(folder, options):
     from peft import PeftModel
     from transformers import AutoProcessor
 
+    from ..export.adapters import adapter_base, check_adapter_fits
+
     folder = str(folder)
     model, base_processor = load_model_folder(adapter_base(folder), options)
     check_adapter_fits(model, folder)
@@ -155,10 +150,13 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
     `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector", "adapters": {attribute: folder}}.
     """
+    from ..export.adapters import bare_backbone_from_config, check_adapter_fits, skeleton
+
     if llava is None or not os.path.isdir(llava):
-        raise UserInputError(f"--llava folder not found: {llava}" if llava else "the XTuner-style triple needs --llava DIR")
-    llm = _bundled_or_given(llava, ["llm", "."], llm, "--llm", "LLM")
-    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "--visual-encoder", "CLIP_FOLDER")
+        raise UserInputError(f"--llava folder not found: {llava}" if llava
+                             else "the XTuner-style triple needs --llava DIR")
+    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
+    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual-encoder")
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
@@ -173,19 +171,19 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector, "adapters": adapters}
 
 
-def _bundled_or_given(llava, subfolders, given, option, metavar):
+def _bundled_or_given(llava, subfolders, given, part, option):
     """A part bundled in XTuner's folder (full weights: it was trained), or the folder given on the command line."""
     for sub in subfolders:
         bundled = os.path.normpath(os.path.join(llava, sub))
         if os.path.isfile(os.path.join(bundled, "config.json")):
             if given is not None and os.path.realpath(given) != os.path.realpath(bundled):
-                raise UserInputError(f"{llava} has its own {os.path.relpath(bundled, llava)}/ (trained weights); "
-                                     f"drop {option}")
+                raise UserInputError(f"{bundled} holds the trained {part}, which replaces {given}; leave {given} out")
             return bundled
     if given is None:
-        raise UserInputError(f"{llava} has no {subfolders[0]}/; pass {option} {metavar}")
+        raise UserInputError(f"{llava} has no {subfolders[0]}/ (a trained {part}); pass {option} FOLDER with the "
+                             f"{part} XTuner trained on")
     if not os.path.isdir(given):
-        raise UserInputError(f"{option} folder not found: {given}")
+        raise UserInputError(f"{part} folder not found: {given}")
     return given
 
 
@@ -209,6 +207,8 @@ def attach_xtuner_adapter(module, folder):
     a zero LoRA update (the model never has to predict `<image>`). Returns the PeftModel.
     """
     from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+
+    from ..export.adapters import read_adapter_weights
 
     peft_model = PeftModel(module, PeftConfig.from_pretrained(folder))  # injects LoRA layers into `module`
     weights = read_adapter_weights(folder)
@@ -244,6 +244,8 @@ def check_xtuner_projector(folder, llm, visual_encoder) -> None:
     from transformers import AutoConfig, CLIPVisionConfig
 
     from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2MultiModalProjector
+
+    from ..export.adapters import skeleton
 
     config = LlavaInternLM2Config(text_config=AutoConfig.from_pretrained(llm),
                                   vision_config=CLIPVisionConfig.from_pretrained(visual_encoder))

@@ -148,5 +148,6 @@ def test_plain_llm_and_clip_adapters_merge_as_xtuner_convert_merge(tiny_parts, t
         torch.testing.assert_close(merged_llm(ids).logits, llm.eval()(ids).logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(merged_vit(pixels).last_hidden_state, vit.eval()(pixels).last_hidden_state,
                                    atol=1e-5, rtol=0)
-    assert (tmp_path / "llm" / "tokenizer.json").is_file() and (tmp_path / "clip" / "preprocessor_config.json").is_file()
+    assert (tmp_path / "llm" / "tokenizer.json").is_file()
+    assert (tmp_path / "clip" / "preprocessor_config.json").is_file()
     assert not any("lora" in key for key in load_file(tmp_path / "llm" / "model.safetensors"))

@@ -5,7 +5,6 @@ import json
 import re
 import shutil
 
-import torch
 import yaml
 from huggingface_hub import HfApi
 from shipping_helpers import chat_inputs, logits_of, run_folder

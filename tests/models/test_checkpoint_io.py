@@ -50,7 +50,7 @@ def test_sources_recorded_relative_to_the_folder_load_from_any_directory(tiny, t
 def test_a_missing_source_names_the_field_and_the_path(tiny, tmp_path):
     model, _ = tiny
     save_stage1(model, tmp_path / "absolute", text_model_name_or_path=str(tmp_path / "gone" / "llm"))
-    with pytest.raises(FileNotFoundError, match=rf"config.text_model_name_or_path = {tmp_path}/gone/llm does not exist"):
+    with pytest.raises(FileNotFoundError, match=rf"text_model_name_or_path = {tmp_path}/gone/llm does not exist"):
         LlavaInternLM2ForConditionalGeneration.from_pretrained(tmp_path / "absolute")
     save_stage1(model, tmp_path / "relative", vision_model_name_or_path="../clip")
     with pytest.raises(FileNotFoundError, match=r"config.vision_model_name_or_path = '../clip' does not exist "

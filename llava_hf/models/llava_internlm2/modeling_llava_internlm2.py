@@ -339,7 +339,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         the folder's tensors are loaded on top. Weights missing in any other case raise (see `checkpoint_io`)."""
         missing = missing_backbones(pretrained_model_name_or_path)
         if not missing:
-            return checked_from_pretrained(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
+            return checked_from_pretrained(
+                super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs
+            )
         folder = os.fspath(pretrained_model_name_or_path)
         if model_args:
             raise TypeError(f"{folder}: positional model arguments are not supported when rebuilding from sources")
