@@ -16,15 +16,12 @@ is_clip=True)`.
 
 import os
 
-import torch
-
 from ..inference.errors import UserInputError
-from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type
+from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type, resolve_dtype
 from .adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
 from .output_folder import atomic_output_folder, check_output_folder
 
 CLIP_MODEL_TYPES = ("clip", "clip_vision_model")
-DTYPES = {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
 
@@ -59,7 +56,7 @@ def folder_kind(src: str) -> str:
     elif model_type in CLIP_MODEL_TYPES:
         hint = "a CLIP model: to merge a CLIP adapter use `llava-hf merge CLIP_DIR ADAPTER OUT --is-clip`"
     elif model_type:
-        hint = f"a {model_type!r} model: to merge an LLM adapter use `llava-hf merge LLM_DIR ADAPTER OUT`"
+        hint = f"an LLM ({model_type!r}): to merge an LLM adapter use `llava-hf merge LLM_DIR ADAPTER OUT`"
     else:
         hint = "no config.json and no adapter_config.json"
     raise UserInputError(f"{src} is not a folder llava-hf training writes ({hint})")
@@ -87,14 +84,6 @@ def load_merged(src: str, dtype: str = "auto"):
     model = PeftModel.from_pretrained(model, src).merge_and_unload()
     processor = AutoProcessor.from_pretrained(src if has_processor(src) else base)
     return model.eval(), processor
-
-
-def resolve_dtype(dtype):
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise UserInputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def save_model_folder(model, processor, folder: str, max_shard_size: str = DEFAULT_MAX_SHARD_SIZE,
@@ -125,6 +114,9 @@ def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False
     model_type = read_model_type(base)
     if model_type is None:
         raise UserInputError(f"{base} has no config.json")
+    if model_type == LLAVA_MODEL_TYPE:
+        raise UserInputError(f"{base} is a LLaVA model folder: an adapter trained on it names it as its base, so "
+                             "merge with `llava-hf merge ADAPTER OUT`")
     if is_clip != (model_type in CLIP_MODEL_TYPES):
         raise UserInputError(f"{base} is a {model_type!r} model: " + (
             "--is-clip merges into a CLIP vision model" if is_clip else "add --is-clip to merge a CLIP adapter"))

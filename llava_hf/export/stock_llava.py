@@ -179,15 +179,16 @@ def to_stock_llava_processor(processor, config):
 
 
 def stock_tokenizer(tokenizer):
-    """The tokenizer as a class transformers ships: ours (InternLM2Tokenizer) becomes a `TokenizersBackend` over the
-    same `tokenizers` pipeline, so ids, special tokens and padding side are unchanged."""
+    """The tokenizer as the class transformers ships (`TokenizersBackend`) over the same `tokenizers` pipeline: the
+    same ids, special tokens and padding side, and nothing that points at our code (no `auto_map`)."""
     from transformers import PreTrainedTokenizerFast
 
-    if type(tokenizer).__module__.startswith("transformers."):
-        return tokenizer
     return PreTrainedTokenizerFast(
         tokenizer_object=copy.deepcopy(tokenizer.backend_tokenizer),
         padding_side=tokenizer.padding_side,
         chat_template=tokenizer.chat_template,
+        model_max_length=tokenizer.model_max_length,
+        clean_up_tokenization_spaces=tokenizer.clean_up_tokenization_spaces,
+        extra_special_tokens=list(tokenizer.extra_special_tokens),
         **tokenizer.special_tokens_map,
     )

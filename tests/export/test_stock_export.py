@@ -34,7 +34,9 @@ def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir
     config = json.loads((tmp_path / "stock" / "config.json").read_text())
     assert config["model_type"] == "llava" and config["text_config"]["model_type"] == "llama"
     assert config["image_token_index"] == model.config.image_token_id and "auto_map" not in config
-    assert not list((tmp_path / "stock").glob("*.py"))  # no remote code at all
+    assert not list((tmp_path / "stock").glob("*.py"))  # no remote code at all, and nothing that names any
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        assert "auto_map" not in json.loads((tmp_path / "stock" / name).read_text()), name
     prefixes = {".".join(key.split(".")[:2]) for key in load_file(tmp_path / "stock" / "model.safetensors")}
     # the Hub's LLaVA layout, which transformers 4.x and vLLM read too
     assert prefixes == {"language_model.model", "language_model.lm_head", "vision_tower.vision_model",
