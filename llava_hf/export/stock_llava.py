@@ -16,7 +16,11 @@ only names and packaging:
   resize/crop/normalise settings, `num_additional_image_tokens=1` (CLIP's CLS) so its image-token count equals
   our `image_seq_length`; our chat template; a generation config that stops at EOS and at `<|im_end|>`.
 
-What the stock class cannot express is refused before any weight is read, with the reason (`stock_llava_config`).
+Every field of our config has a `LlavaConfig` counterpart except `text_model_name_or_path` /
+`vision_model_name_or_path`, which only matter for a folder without backbone weights (the export holds them all).
+What the stock class cannot express is refused before any weight is read, with the reason (`stock_llava_config`):
+a text model or vision tower transformers does not implement, or a vision tower other than CLIP (LlavaProcessor
+counts image tokens as patches + `num_additional_image_tokens`, which we only know to match for CLIP's one CLS).
 """
 
 import copy
@@ -149,7 +153,8 @@ def hub_layout_state_dict(stock) -> dict:
         if key == "lm_head.weight" and stock.config.tie_word_embeddings:
             continue  # the input embeddings; loading ties them again
         runtime, hub = next((old, new) for old, new in renames if key.startswith(old))
-        state[hub + key[len(runtime):]] = tensor
+        rest = key[len(runtime):]
+        state[hub + rest.removeprefix("vision_model.")] = tensor  # CLIP's prefix once, whether or not it is there
     return state
 
 

@@ -82,6 +82,15 @@ def test_a_folder_without_backbones_never_loads_random_weights_from_a_hub_name(t
         assert torch.equal(full(**inputs(model)).logits, model(**inputs(model)).logits)
 
 
+def test_a_local_folder_missing_other_weights_is_an_error_not_random_weights(tiny, tmp_path):
+    model, _ = tiny
+    state = {k: v for k, v in model.state_dict().items() if k != "multi_modal_projector.linear_2.bias"}
+    model.save_pretrained(tmp_path, state_dict=state)
+    with pytest.raises(ValueError, match=r"no weights for \['multi_modal_projector'\] \(1 tensors, e.g. "
+                                         r"`multi_modal_projector.linear_2.bias`\); the folder is incomplete"):
+        LlavaInternLM2ForConditionalGeneration.from_pretrained(tmp_path)
+
+
 def test_saved_configs_do_not_keep_the_training_use_cache(tiny, tmp_path):
     model, _ = tiny
     model.config.use_cache = False  # what the training setup sets

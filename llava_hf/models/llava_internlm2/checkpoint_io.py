@@ -168,17 +168,17 @@ def checked_from_pretrained(from_pretrained, name_or_path, *model_args, **kwargs
     output_loading_info = kwargs.pop("output_loading_info", False)
     model, loading_info = from_pretrained(name_or_path, *model_args, output_loading_info=True, **kwargs)
     missing = sorted(loading_info["missing_keys"])
+    local = os.path.isdir(os.fspath(name_or_path))
     if missing:
         parts = sorted({key.split(".", 1)[0] for key in missing})
-        raise ValueError(
-            f"{name_or_path}: the checkpoint has no weights for {parts} ({len(missing)} tensors, e.g. `{missing[0]}`); "
-            "backbones left out of a checkpoint are rebuilt from config.text_model_name_or_path / "
-            "vision_model_name_or_path only for a local folder. Download it first, or publish a self-contained "
-            "folder (`llava-hf merge` / `llava-hf publish`)"
-        )
-    folder = os.fspath(name_or_path)
-    if os.path.isdir(folder):
-        model.name_or_path = model.config.name_or_path = os.path.abspath(folder)
+        hint = ("the folder is incomplete (an interrupted copy or save?)" if local else
+                "backbones left out of a checkpoint are rebuilt from config.text_model_name_or_path / "
+                "vision_model_name_or_path only for a local folder: download it first, or publish a self-contained "
+                "folder (`llava-hf merge` / `llava-hf publish`)")
+        raise ValueError(f"{name_or_path}: the checkpoint has no weights for {parts} ({len(missing)} tensors, e.g. "
+                         f"`{missing[0]}`); {hint}")
+    if local:
+        model.name_or_path = model.config.name_or_path = os.path.abspath(os.fspath(name_or_path))
     return (model, loading_info) if output_loading_info else model
 
 
