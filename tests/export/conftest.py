@@ -11,6 +11,7 @@ from PIL import Image
 from llava_hf.models.llava_internlm2 import build_tiny_llava
 from shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
+
 @pytest.fixture(scope="session")
 def run_without_llava_hf(tmp_path_factory):
     """`run(script, *args, cwd=None)`: the script's stdout; it runs with PYTHONPATH cleared, `python -P`, a cwd
