@@ -1,0 +1,41 @@
+"""`import llava_hf` and `llava-hf --help` never import torch; the models still register with transformers."""
+
+import subprocess
+import sys
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_cli_help_does_not_import_torch():
+    out = run_python(
+        "import sys, contextlib, io\n"
+        "from llava_hf.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as help_text:\n"
+        "    main([])\n"
+        "assert 'merge' in help_text.getvalue()\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    assert out == "[]"
+
+
+def test_models_register_when_transformers_is_imported_later():
+    out = run_python(
+        "import llava_hf\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        "print(type(AutoConfig.for_model('llava_internlm2')).__name__, type(AutoConfig.for_model('internlm2')).__name__)"
+    )
+    assert out == "LlavaInternLM2Config InternLM2Config"
+
+
+def test_models_register_when_transformers_was_imported_first():
+    out = run_python(
+        "import transformers\n"
+        "import llava_hf\n"
+        "from transformers import AutoConfig\n"
+        "print(type(AutoConfig.for_model('llava_internlm2')).__name__)"
+    )
+    assert out == "LlavaInternLM2Config"
