@@ -1,10 +1,11 @@
 """Register our models with transformers' Auto classes when transformers is imported, not before.
 
 Python has no public post-import hook, so a one-shot `sys.meta_path` finder wraps the loader of the
-`transformers` package: once its `__init__` has run, `llava_hf.models.register()` runs. Nothing else is
-intercepted, and the finder removes itself the first time it fires.
+`transformers` package: once its `__init__` has run, `llava_hf.models` is imported. Nothing else is
+intercepted, and the finder removes itself the first time it fires. `llava_hf.models` registers when imported.
 """
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -19,9 +20,10 @@ def register_with_transformers() -> None:
 
 
 def _register() -> None:
-    from .models import register
-
-    register()
+    """`llava_hf.models` registers the models when it is imported. When transformers is being imported on behalf
+    of `llava_hf.models` itself, that import is under way and registers when it completes."""
+    if "llava_hf.models" not in sys.modules:
+        importlib.import_module("llava_hf.models")
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):

@@ -6,7 +6,9 @@ import tempfile
 
 import torch
 from transformers import AddedToken, AutoConfig, AutoModelForCausalLM, AutoTokenizer
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+# The PIL image processor, named explicitly: LLaVA's and XTuner's pixels, with or without torchvision installed
+# (`CLIPImageProcessor` means the torchvision one in transformers 5, and warns when it falls back to PIL).
+from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
 from .checkpoint_io import copy_tensors_into, full_shape, read_tensors
 from .configuration_llava_internlm2 import LlavaInternLM2Config
@@ -45,7 +47,7 @@ def build_llava_from_pretrained(
     tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
     language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **lm_kwargs)
     vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **load_kwargs)
-    image_processor = CLIPImageProcessor.from_pretrained(vision_name_or_path)
+    image_processor = CLIPImageProcessorPil.from_pretrained(vision_name_or_path)
     model, processor = _assemble(
         language_model,
         vision_tower,
@@ -107,7 +109,7 @@ def build_tiny_llava(
             num_hidden_layers=vision_layers,
             num_attention_heads=max(1, vision_hidden_size // 16),
         )
-        image_processor = CLIPImageProcessor(
+        image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         )
         language_model = causal_lm_from_config(text_config)
