@@ -11,6 +11,8 @@ which can mix modalities), so an out-of-memory shows at step 1.
 
 Resuming: the order depends only on (seed, epoch, lengths, sizes), so HF Trainer's skip-first-batches
 resumes exactly where it stopped.
+
+`TokenBudgetBatchSampler` cuts the same order into micro-batches by a token budget (`--max_tokens_per_batch`).
 """
 
 import math

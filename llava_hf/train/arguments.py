@@ -14,6 +14,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 STAGES = ("pretrain", "finetune")
 TUNE_MODES = ("frozen", "full", "lora")
+ADAPTER_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -98,6 +99,12 @@ class LlavaTrainingArguments(TrainingArguments):
         metadata={"help": "Apply the LM head and cross-entropy only to positions with a label, this many at a time, "
                           "recomputed in backward (no full-vocabulary fp32 logits for the batch). 0: the stock loss."},
     )
+    adapter_dtype: str = field(
+        default="float32",
+        metadata={"help": "float32 (PEFT's default: LoRA weights, and under QLoRA the non-quantized weights, in fp32) "
+                          "or bfloat16 (everything in the model's dtype: half the adapter memory; with --optim "
+                          "paged_adamw_8bit this is what fits a 7B QLoRA with r512 adapters on a 24 GB card)."},
+    )
     checkpoint_every_n_layers: int = field(
         default=1,
         metadata={"help": "With --gradient_checkpointing, checkpoint only every n-th layer (1: all, as HF does); the "
@@ -120,6 +127,8 @@ class LlavaTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {value}")
+        if self.adapter_dtype not in ADAPTER_DTYPES:
+            raise ValueError(f"--adapter_dtype must be one of {ADAPTER_DTYPES}, got {self.adapter_dtype!r}")
         if self.loss_chunk_size < 0:
             raise ValueError(f"--loss_chunk_size must be >= 0 (0: the stock loss), got {self.loss_chunk_size}")
         super().__post_init__()

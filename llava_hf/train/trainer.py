@@ -2,7 +2,8 @@
 
 1. A modality-grouped, length-grouped sampler (XTuner's `LengthGroupedSampler`): image and text-only
    samples never share a global batch except the very last, so ranks do not diverge in which modules they
-   use, and the longest batch comes first so an OOM shows at step 1.
+   use, and the longest batch comes first so an OOM shows at step 1. With `--max_tokens_per_batch` the same
+   order is cut into micro-batches by a token budget instead of a sample count.
 2. Checkpoints hold what training changed: when the backbones are frozen, a checkpoint holds the projector
    (and whatever else trains) plus the config, whose source paths say where the frozen weights come from;
    `from_pretrained` rebuilds the rest. A 7B stage-1 checkpoint is 42 MB (bf16), not 15 GB.
