@@ -454,8 +454,8 @@ def header() -> str:
     import peft
     import transformers
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, " \
-        f"load average {os.getloadavg()[0]:.1f})"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
+        f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f})"
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} | {device} | torch {torch.__version__}, transformers "
             f"{transformers.__version__}, peft {peft.__version__}, accelerate {accelerate.__version__}, python "
             f"{platform.python_version()}\ncommand: python {' '.join(sys.argv)}")
@@ -497,7 +497,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="torch.profiler table per run (+ chrome traces)")
     parser.add_argument("--profile-rows", type=int, default=25)
     parser.add_argument("--work-dir", default=None, help="scratch space (QLoRA saves two models here)")
+    parser.add_argument("--cpu-threads", type=int, default=1,
+                        help="torch threads on a CPU (default 1: on a shared machine more threads spin-wait)")
     cli = parser.parse_args()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(cli.cpu_threads)
     tiny = cli.size == "tiny"
     cli.steps = cli.steps or (3 if tiny else 6)
     cli.warmup = cli.warmup or (1 if tiny else 2)

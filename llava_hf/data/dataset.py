@@ -48,9 +48,10 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.stats = stats
         self.image_token_id = processor.image_token_id
         self.image_seq_length = processor.image_seq_length
-        self.lengths: list[int] = list(table["length"])
+        # whole columns at once (`[:]`): iterating a 665K-row Column costs seconds per column
+        self.lengths: list[int] = table["length"][:]
         self.modality_lengths: list[int] = [
-            n if image is not None else -n for n, image in zip(self.lengths, table["image"])
+            n if image is not None else -n for n, image in zip(self.lengths, table["image"][:])
         ]
 
     def __len__(self) -> int:
@@ -215,8 +216,8 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
         remove_columns=["record"], features=_TABLE_FEATURES, new_fingerprint=uuid.uuid4().hex,
         desc="Tokenizing LLaVA data" if num_proc > 1 else None,
     )
-    statuses = list(table["status"])
-    errors = [e for e, status in zip(list(table["error"]), statuses) if status == "bad"]
+    statuses = table["status"][:]
+    errors = [e for e, status in zip(table["error"][:], statuses) if status == "bad"]
     stats["bad"] = len(errors)
     stats["no_supervised_tokens"] = statuses.count("no_supervised_tokens")
     if errors and not skip_bad_samples:
@@ -231,6 +232,6 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
         table = table.select(keep).flatten_indices()
     table = table.remove_columns(["status", "error"])
     stats["kept"] = len(table)
-    stats["text_only"] = list(table["image"]).count(None)
+    stats["text_only"] = table["image"][:].count(None)
     stats["with_image"] = stats["kept"] - stats["text_only"]
     return table, stats
