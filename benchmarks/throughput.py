@@ -431,6 +431,8 @@ def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
         model = build_ours(size, device, dtype)  # seeded: the same weights again
         if stage.quantized:
             model = quantized_copy(model, os.path.join(work, "ours_model"), device)
+        if cli.attn:  # what `--attn_implementation` does at load time in examples/train.py
+            model.language_model.set_attn_implementation(cli.attn)
         configure_speed(model, ModelArguments(attn_implementation=cli.attn), args)
         model = configure_trainable(model, args)
         results.append(run_one(variant, model, dataset, stage_name, stage, args, config, cli,

@@ -4,17 +4,11 @@ import random
 from collections import Counter
 
 import pytest
-import torch
 
 from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.data.sampler import TokenBudgetBatchSampler
 
-
-def item(ids, labels, image=None):
-    out = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-    if image is not None:
-        out["pixel_values"] = torch.full((3, 4, 4), float(image))
-    return out
+from .test_collator import item
 
 
 def test_flattened_batch_is_one_row_with_restarting_positions():

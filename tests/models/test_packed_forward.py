@@ -9,6 +9,7 @@ from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config, internlm2_to_llama_state_dict
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration
 from llava_hf.models.packed_sdpa import packed_sdpa_attention_forward, sample_boundaries
+from test_llava_internlm2 import _to_stock_llava_keys  # tests/models is a rootdir-importable folder
 
 IMAGE_TOKEN_ID = 95
 VISION = CLIPVisionConfig(
@@ -170,15 +171,7 @@ def test_flattened_batch_loss_matches_stock_llava_on_the_padded_batch():
                                image_token_index=IMAGE_TOKEN_ID, image_seq_length=ours.config.image_seq_length)
     stock = LlavaForConditionalGeneration(stock_config).train()
     llama_state = internlm2_to_llama_state_dict(ours.state_dict(), text, prefix="language_model.")
-    renamed = {}
-    for key, value in llama_state.items():
-        if key == "language_model.lm_head.weight":
-            renamed["lm_head.weight"] = value
-        elif key.startswith("language_model.model."):
-            renamed["model.language_model." + key[len("language_model.model."):]] = value
-        else:
-            renamed["model." + key] = value
-    stock.load_state_dict(renamed, strict=True)
+    stock.load_state_dict(_to_stock_llava_keys(llama_state), strict=True)
     items = make_items(seed=3)
     padded = LlavaDataCollator(pad_token_id=0)(items)
     flat = LlavaDataCollator(pad_token_id=0, padding_free=True)(items)

@@ -374,30 +374,15 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
         if labels is not None and image_mask is not None:
             labels = labels.masked_fill(image_mask.to(labels.device), -100)
-        supervised_only = labels is not None and self.training and self.supervised_loss_chunk_size is not None
-        if supervised_only:  # the decoder alone: the head runs in `supervised_loss`, only where there are targets
-            outputs = self.language_model.get_decoder()(
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                return_dict=True,
-                **{CACHE_FIELD: cache},
-                **kwargs,
-            )
+        text_inputs = dict(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                           use_cache=use_cache, return_dict=True, **{CACHE_FIELD: cache}, **kwargs)
+        if labels is not None and self.training and self.supervised_loss_chunk_size is not None:
+            # the decoder alone: the head runs in `supervised_loss`, only where there are targets
+            outputs = self.language_model.get_decoder()(**text_inputs)
             logits = None
             loss = self.supervised_loss(outputs.last_hidden_state, labels, **loss_kwargs)
         else:
-            outputs = self.language_model(
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                logits_to_keep=logits_to_keep,
-                return_dict=True,
-                **{CACHE_FIELD: cache},
-                **kwargs,
-            )
+            outputs = self.language_model(**text_inputs, logits_to_keep=logits_to_keep)
             logits = outputs.logits
             loss = None
             if labels is not None:
