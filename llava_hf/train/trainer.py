@@ -2,7 +2,8 @@
 
 1. A modality-grouped, length-grouped sampler (XTuner's `LengthGroupedSampler`): image and text-only
    samples never share a global batch except the very last, so ranks do not diverge in which modules they
-   use, and the longest batch comes first so an OOM shows at step 1.
+   use, and the longest batch comes first so an OOM shows at step 1. With `--max_tokens_per_batch` the same
+   order is cut into micro-batches by a token budget instead of a sample count.
 2. Checkpoints hold what training changed: when the backbones are frozen, a checkpoint holds the projector
    (and whatever else trains) plus the config, whose source paths say where the frozen weights come from;
    `from_pretrained` rebuilds the rest. A 7B stage-1 checkpoint is 42 MB (bf16), not 15 GB.
@@ -12,10 +13,13 @@
 
 import os
 import time
+from functools import partial
 
+import torch
 from transformers import Trainer
+from transformers.trainer_utils import seed_worker
 
-from ..data.sampler import ModalityLengthGroupedSampler
+from ..data.sampler import ModalityLengthGroupedSampler, TokenBudgetBatchSampler
 from .checkpointing import discard_stale, publish_checkpoint, staging_paths
 
 
@@ -41,6 +45,30 @@ class LlavaTrainer(Trainer):
             shard=False,
         )
 
+    def get_train_dataloader(self):
+        """With `--max_tokens_per_batch`, micro-batches come from `TokenBudgetBatchSampler` (a `batch_sampler`:
+        their sample counts vary); accelerate then gives rank r every world_size-th batch."""
+        budget = getattr(self.args, "max_tokens_per_batch", None)
+        lengths = getattr(self.train_dataset, "modality_lengths", None)
+        if not budget:
+            return super().get_train_dataloader()
+        if lengths is None:
+            raise ValueError("--max_tokens_per_batch needs a dataset with `modality_lengths` (a LlavaDataset)")
+        batch_sampler = TokenBudgetBatchSampler(
+            lengths, budget,
+            batch_size=self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
+            world_size=self.args.world_size,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+        workers = self.args.dataloader_num_workers
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_sampler=batch_sampler, collate_fn=self.data_collator, num_workers=workers,
+            pin_memory=self.args.dataloader_pin_memory, persistent_workers=self.args.dataloader_persistent_workers,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=workers, rank=self.args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
     def create_optimizer(self, model=None):
         """Per-part learning rates (`--vision_tower_learning_rate`, `--projector_learning_rate`) as optimizer
         param groups, so they also hold under DeepSpeed (XTuner drops its `paramwise_cfg` there)."""
@@ -64,7 +92,9 @@ class LlavaTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self._tokens_since_log += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else 0
+        # a padding-free row has no attention mask: every position is a real token
+        mask = inputs.get("attention_mask")
+        self._tokens_since_log += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def log(self, logs, *args, **kwargs):

@@ -17,11 +17,13 @@ import shutil
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
+from transformers.masking_utils import find_packed_sequence_indices
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import PreTrainedModel
 from transformers.utils import can_return_tuple, logging
@@ -229,6 +231,61 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         trainable = [p.sum() for p in self.multi_modal_projector.parameters() if p.requires_grad]
         return 0.0 * torch.stack(trainable).sum() if trainable else torch.zeros(())
 
+    # Training-time loss switch (set by `enable_supervised_loss`): None keeps the stock loss over full logits.
+    supervised_loss_chunk_size: int | None = None
+
+    def enable_supervised_loss(self, chunk_size: int | None) -> None:
+        """In training mode with labels, compute the LM head and cross-entropy only at positions that have a target,
+        `chunk_size` positions at a time (each chunk's logits are recomputed in backward instead of stored), and
+        return no logits. Same value and gradients as the stock loss; None restores the stock loss. In LLaVA only
+        replies carry labels, so this skips the head for most positions and never holds fp32 logits for the whole
+        batch at once (92544 x 4 bytes per position for InternLM2)."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
+        text_config = self.config.text_config
+        for name in ("final_logit_softcapping", "logit_scale"):
+            if chunk_size is not None and getattr(text_config, name, None) is not None:
+                raise ValueError(f"the supervised-only loss applies the bare LM head; {text_config.model_type}'s "
+                                 f"`{name}` would be skipped, so keep the stock loss for this text model")
+        self.supervised_loss_chunk_size = chunk_size
+
+    def supervised_loss(
+        self,
+        hidden_states: torch.Tensor,
+        labels: torch.LongTensor,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        ignore_index: int = -100,
+        shift_labels: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """transformers' `ForCausalLMLoss` (position t predicts label t+1; the sum over targets divided by
+        `num_items_in_batch`, else their mean) from the last hidden states, with the head applied only where there is
+        a target, `supervised_loss_chunk_size` rows at a time. A batch without targets gives a zero that still reaches
+        every trainable weight (no NaN, no DDP hang)."""
+        if shift_labels is None:
+            shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        shift_labels = shift_labels.to(hidden_states.device)
+        supervised = shift_labels != ignore_index
+        hidden, targets = hidden_states[supervised], shift_labels[supervised]
+        head = self.get_output_embeddings()
+
+        def chunk_loss(chunk_hidden, chunk_targets):
+            logits = head(chunk_hidden).float()
+            return nn.functional.cross_entropy(logits, chunk_targets, reduction="sum")
+
+        total = hidden_states.reshape(-1)[0].float() * 0.0  # keeps the graph (and DDP) alive when there is no target
+        chunk = self.supervised_loss_chunk_size or max(targets.numel(), 1)
+        for start in range(0, targets.numel(), chunk):
+            pieces = (hidden[start : start + chunk], targets[start : start + chunk])
+            if torch.is_grad_enabled():
+                total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
+            else:
+                total = total + chunk_loss(*pieces)
+        if num_items_in_batch is None:
+            return total / max(targets.numel(), 1)
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(total.device)
+        return total / num_items_in_batch
+
     @can_return_tuple
     def forward(
         self,
@@ -255,6 +312,11 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         cache = cache if cache is not None else past_key_values
         if use_cache is None:  # `model.config.use_cache = False` (set for training) must reach the language model
             use_cache = getattr(self.config, "use_cache", None)
+        if use_cache is not False and cache is None and attention_mask is None and position_ids is not None:
+            # A padding-free row (several samples, positions restarting at 0) is told apart by transformers' masking
+            # only without a cache; a new cache would make it one causal sequence that attends across samples.
+            if find_packed_sequence_indices(position_ids) is not None:
+                use_cache = False
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -273,23 +335,21 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             inputs_embeds = inputs_embeds + self._zero_projector_term().to(inputs_embeds.device)
 
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
-        outputs = self.language_model(
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            return_dict=True,
-            **{CACHE_FIELD: cache},
-            **kwargs,
-        )
-        logits = outputs.logits
-
-        loss = None
-        if labels is not None:
-            if image_mask is not None:
-                labels = labels.masked_fill(image_mask.to(labels.device), -100)
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1], **loss_kwargs)
+        if labels is not None and image_mask is not None:
+            labels = labels.masked_fill(image_mask.to(labels.device), -100)
+        text_inputs = dict(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                           use_cache=use_cache, return_dict=True, **{CACHE_FIELD: cache}, **kwargs)
+        if labels is not None and self.training and self.supervised_loss_chunk_size is not None:
+            # the decoder alone: the head runs in `supervised_loss`, only where there are targets
+            outputs = self.language_model.get_decoder()(**text_inputs)
+            logits = None
+            loss = self.supervised_loss(outputs.last_hidden_state, labels, **loss_kwargs)
+        else:
+            outputs = self.language_model(**text_inputs, logits_to_keep=logits_to_keep)
+            logits = outputs.logits
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1], **loss_kwargs)
 
         return LlavaInternLM2CausalLMOutputWithPast(
             loss=loss,
