@@ -16,7 +16,7 @@ is_clip=True)`.
 
 import os
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type, resolve_dtype
 from .adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
 from .output_folder import atomic_output_folder, check_output_folder

@@ -28,7 +28,7 @@ import os
 
 import torch
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 from .merge import DEFAULT_MAX_SHARD_SIZE, folder_kind, load_merged
 from .output_folder import atomic_output_folder, check_output_folder
 

@@ -17,7 +17,7 @@ import torch
 
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
-from .errors import UserInputError
+from ..errors import UserInputError
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
 ADAPTER_CONFIG = "adapter_config.json"
