@@ -11,6 +11,7 @@ import os
 import sys
 
 from llava_hf.demo.paths import DEMO_FINETUNE
+from llava_hf.dtypes import DTYPE_CHOICES
 
 COMMANDS_HELP = "commands: /image PATH (image for the next turn), /reset (new conversation), /exit"
 
@@ -32,8 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--visual-encoder", metavar="CLIP", help="CLIP folder, for an XTuner-style --llava folder")
     parser.add_argument("--llava", metavar="DIR", help="XTuner pth_to_hf output (projector/, *_adapter/)")
     parser.add_argument("--bits", type=int, choices=(4, 8), help="load the LLM quantized (bitsandbytes, CUDA only)")
-    parser.add_argument("--torch-dtype", default="auto",
-                        choices=("auto", "float16", "fp16", "bfloat16", "bf16", "float32", "fp32"))
+    parser.add_argument("--torch-dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="weights dtype (auto: as stored)")
 
 
 def add_conversation_arguments(parser: argparse.ArgumentParser):

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser):
 def run(args) -> int:
     from llava_hf.export.stock_llava import export_stock_llava
 
-    out = export_stock_llava(args.src, args.out, dtype=args.dtype, max_shard_size=args.max_shard_size,
+    out = export_stock_llava(args.src, args.out, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
                              force=args.force)
     print(f"stock LlavaForConditionalGeneration folder written to {out}", file=sys.stderr)
     return 0

@@ -23,7 +23,7 @@ def run(args) -> int:
     from llava_hf.export.xtuner_import import import_xtuner
 
     out = import_xtuner(args.out, args.llava, llm=args.llm, visual_encoder=args.visual_encoder,
-                        keep_adapters=args.keep_adapters, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                        keep_adapters=args.keep_adapters, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
                         force=args.force)
     print(f"XTuner model imported to {out}", file=sys.stderr)
     return 0

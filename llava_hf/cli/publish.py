@@ -30,7 +30,7 @@ def run(args) -> int:
 
     commit = publish(args.folder, args.repo_id, private=args.private, revision=args.revision, token=args.token,
                      datasets=args.dataset, base_model=args.base_model, license=args.license,
-                     mmbench_result=args.mmbench_result, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                     mmbench_result=args.mmbench_result, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
                      commit_message=args.commit_message)
     print(f"published {args.folder} to {args.repo_id}: {getattr(commit, 'commit_url', commit)}", file=sys.stderr)
     return 0

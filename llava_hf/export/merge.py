@@ -17,7 +17,8 @@ is_clip=True)`.
 import os
 
 from ..errors import UserInputError
-from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type, resolve_dtype
+from ..dtypes import resolve_dtype
+from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type
 from .adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
 from .output_folder import atomic_output_folder, check_output_folder
 

@@ -33,7 +33,7 @@ def test_merged_lora_equals_the_adapter_model_and_loads_without_llava_hf(
     expected = logits_of(model, inputs)
     stage1, _ = load_model_and_processor(str(trained / "stage1"))
     assert (logits_of(stage1, inputs) - expected).abs().max() > 1e-3  # the LoRA run really changed the model
-    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--dtype", "float32"]) == 0
+    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--torch-dtype", "float32"]) == 0
     merged_dir = tmp_path / "merged"
 
     merged = LlavaInternLM2ForConditionalGeneration.from_pretrained(merged_dir)

@@ -37,7 +37,7 @@ def test_publish_uploads_a_self_contained_folder_with_a_model_card(trained, imag
     (trained / "lora" / "mmbench_result.json").write_text(json.dumps(mmbench))
     try:
         assert cli(["publish", str(trained / "lora"), "--repo-id", "me/tiny-llava", "--private", "--revision", "v1",
-                    "--dataset", "liuhaotian/LLaVA-Pretrain", "--dtype", "float32"]) == 0
+                    "--dataset", "liuhaotian/LLaVA-Pretrain", "--torch-dtype", "float32"]) == 0
     finally:
         (trained / "lora" / "mmbench_result.json").unlink()
     assert [call[0] for call in calls] == ["create_repo", "create_branch", "upload_folder"]
