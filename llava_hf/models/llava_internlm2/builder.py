@@ -17,10 +17,9 @@ from .modeling_llava_internlm2 import (
     causal_lm_from_config,
     resize_token_embeddings_to_mean,
 )
-from .processing_llava_internlm2 import LlavaInternLM2Processor
+from .processing_llava_internlm2 import LlavaInternLM2Processor, chat_stop_token_ids
 
 PROJECTOR_PREFIX = "multi_modal_projector."
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>")
 
 
 def build_llava_from_pretrained(
@@ -155,9 +154,9 @@ def _assemble(language_model, vision_tower, tokenizer, image_processor, image_to
 def set_chat_stop_tokens(generation_config, tokenizer) -> None:
     """Chat turns end with the template's end-of-turn token, not EOS (internlm2-chat: `</s>` and `<|im_end|>`):
     generation stops at either, and pads with the tokenizer's pad token."""
-    end_of_turn = [tokenizer.convert_tokens_to_ids(t) for t in END_OF_TURN_TOKENS if t in tokenizer.get_vocab()]
-    if end_of_turn and tokenizer.eos_token_id is not None:
-        generation_config.eos_token_id = [tokenizer.eos_token_id, *end_of_turn]
+    stop_ids = chat_stop_token_ids(tokenizer)
+    if len(stop_ids) > 1 and tokenizer.eos_token_id is not None:
+        generation_config.eos_token_id = stop_ids
         generation_config.pad_token_id = tokenizer.pad_token_id
 
 
