@@ -28,7 +28,7 @@ from llava_hf.data.synthetic import make_synthetic_dataset  # noqa: E402
 from llava_hf.data.templates import get_template  # noqa: E402
 from llava_hf.data.tokenization import tokenize_conversation  # noqa: E402
 from llava_hf.data.validate import validate_data  # noqa: E402
-from llava_hf.demo.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
+from llava_hf.testing.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
 
 
 def clip_336_processor(tokenizer_dir: str):

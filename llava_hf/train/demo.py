@@ -32,7 +32,7 @@ def prepare_demo(stage: str) -> None:
             make_synthetic_dataset(paths.DEMO_DATA, N_PRETRAIN, N_FINETUNE, seed=0)
             make_synthetic_mmbench_tsv(paths.DEMO_MMBENCH_TSV, N_EVAL_QUESTIONS, seed=1)
         if stage == "pretrain" and not os.path.isfile(os.path.join(paths.DEMO_BASE, "llm", "config.json")):
-            from ..models.llava_internlm2.builder import build_tiny_llava
+            from ..testing import build_tiny_llava
 
             print(f"demo: building a tiny random InternLM2 + CLIP in {paths.DEMO_BASE}", flush=True)
             build_tiny_llava(save_dir=paths.DEMO_BASE, **DEMO_MODEL)

@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from llava_hf.models.llava_internlm2 import build_tiny_llava
+from llava_hf.testing import build_tiny_llava
 from shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
 

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, CLIPVisionModel
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
-from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_tiny_llava
+from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
+from llava_hf.testing import build_tiny_llava
 from llava_hf.models.llava_internlm2.checkpoint_io import stored_tensor_names
 
 VIT_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]

@@ -12,7 +12,8 @@ from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, Siglip
 from llava_hf.cli.main import main as cli
 from llava_hf.export.stock_llava import stock_llava_config
 from llava_hf.inference import UserInputError, load_model_and_processor
-from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, build_tiny_llava
+from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
+from llava_hf.testing import build_tiny_llava
 
 
 @pytest.fixture(scope="module", params=["internlm2", "llama"])

@@ -21,9 +21,9 @@ from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama
 from llava_hf.models.llava_internlm2 import (
     LlavaInternLM2Config,
     LlavaInternLM2ForConditionalGeneration,
-    build_tiny_llava,
 )
 from llava_hf.models.llava_internlm2.modeling_llava_internlm2 import CACHE_FIELD
+from llava_hf.testing import build_tiny_llava
 
 IMAGE_TOKEN_ID = 95
 VOCAB = 96

@@ -5,7 +5,7 @@ import types
 import torch
 from PIL import Image
 
-from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+from llava_hf.testing import build_tiny_llava
 from llava_hf.train.callbacks import EvaluateChatCallback
 
 from .conftest import MICRO

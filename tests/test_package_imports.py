@@ -1,4 +1,5 @@
-"""`import llava_hf` and `llava-hf --help` never import torch; the models still register with transformers."""
+"""What importing the package costs and pulls in: `import llava_hf` and `llava-hf --help` never import torch, the
+models still register with transformers, and the model code never depends on the demo or the test helpers."""
 
 import subprocess
 import sys
@@ -39,3 +40,12 @@ def test_models_register_when_transformers_was_imported_first():
         "print(type(AutoConfig.for_model('llava_internlm2')).__name__)"
     )
     assert out == "LlavaInternLM2Config"
+
+
+def test_model_code_imports_neither_the_demo_nor_the_test_helpers():
+    out = run_python(
+        "import sys\n"
+        "import llava_hf.models.llava_internlm2.builder, llava_hf.inference.loading, llava_hf.export.merge\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('llava_hf.testing', 'llava_hf.demo'))))"
+    )
+    assert out == "[]"
