@@ -15,7 +15,15 @@ from .conversation import IMAGE_TOKEN, conversation_to_turns
 from .templates import PromptTemplate
 
 IGNORE_INDEX = -100
-DEFAULT_MAX_LENGTH = 1472  # 2048 - (336 / 14) ** 2, XTuner's LLaVA setting
+DEFAULT_CONTEXT = 2048  # LLaVA-1.5's and XTuner's context: text tokens + image tokens
+
+
+def default_max_length(image_seq_length: int) -> int:
+    """Text tokens kept per sample when none is given: the context minus the image's tokens."""
+    return DEFAULT_CONTEXT - image_seq_length
+
+
+DEFAULT_MAX_LENGTH = default_max_length(576)  # 1472 for CLIP-L/336 (24 x 24 patches), XTuner's LLaVA setting
 
 
 def tokenize_conversation(
@@ -67,19 +75,6 @@ def expand_image_tokens(input_ids, labels, image_token_id: int, image_seq_length
 
 def has_supervised_tokens(labels) -> bool:
     return any(label != IGNORE_INDEX for label in labels)
-
-
-def encode_conversation(
-    conversations, tokenizer, template: PromptTemplate, *, image_token_id: int, image_seq_length: int,
-    max_length: int = DEFAULT_MAX_LENGTH, has_image: bool, system: str = "",
-) -> dict[str, list[int]]:
-    """`{"input_ids", "labels"}` with every `<image>` expanded to `image_seq_length` image tokens."""
-    input_ids, labels = tokenize_conversation(
-        conversations, tokenizer, template, image_token_id=image_token_id, max_length=max_length,
-        has_image=has_image, system=system,
-    )
-    input_ids, labels = expand_image_tokens(input_ids, labels, image_token_id, image_seq_length)
-    return {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
 
 
 class SentencePieceEncoder:

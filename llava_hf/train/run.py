@@ -13,37 +13,26 @@ from transformers import set_seed
 
 from ..cli.exit_codes import USAGE_ERROR
 from ..data.errors import DataError
+from ..data.tokenization import default_max_length
 from ..errors import UserInputError
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
 from .model_setup import check_options, configure_trainable, load_model_and_processor, trainable_parameter_summary
 
 logger = logging.getLogger("llava_hf.train")
 
-DEFAULT_CONTEXT = 2048
-
-
 def data_sources(data_args: DataArguments):
     """One `DataSource` per data file; a single image folder is shared by all files."""
-    from ..data.sources import DataSource
+    from ..data.sources import pair_sources
 
     if not data_args.data_path:
         raise ValueError("no training data: give --data_path (LLaVA .json/.jsonl) and --image_folder")
-    folders = list(data_args.image_folder)
-    if len(folders) == 1:
-        folders *= len(data_args.data_path)
-    if folders and len(folders) != len(data_args.data_path):
-        raise ValueError(
-            f"{len(data_args.data_path)} --data_path values but {len(folders)} --image_folder values; "
-            "give one folder per file, or one for all"
-        )
-    folders = folders or [None] * len(data_args.data_path)
-    for path in data_args.data_path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--data_path {path}: no such file")
-    for folder in folders:
-        if folder is not None and not os.path.isdir(folder):
-            raise FileNotFoundError(f"--image_folder {folder}: no such directory")
-    return [DataSource(path, folder) for path, folder in zip(data_args.data_path, folders)]
+    sources = pair_sources(data_args.data_path, data_args.image_folder, flag_style="_")
+    for source in sources:
+        if not os.path.isfile(source.data_path):
+            raise FileNotFoundError(f"--data_path {source.data_path}: no such file")
+        if source.image_folder is not None and not os.path.isdir(source.image_folder):
+            raise FileNotFoundError(f"--image_folder {source.image_folder}: no such directory")
+    return sources
 
 
 def check_model_paths(model_args: ModelArguments) -> None:
@@ -122,7 +111,7 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
     set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
     model, processor = load_model_and_processor(model_args, training_args)
     template = get_template(data_args.prompt_template, processor.tokenizer)
-    max_length = data_args.max_length or DEFAULT_CONTEXT - processor.image_seq_length
+    max_length = data_args.max_length or default_max_length(processor.image_seq_length)
     pad_to_square = data_args.pad_image_to_square
     if pad_to_square is None:
         pad_to_square = training_args.stage == "finetune"

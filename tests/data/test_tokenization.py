@@ -7,7 +7,7 @@ import pytest
 
 from llava_hf.data.templates import get_template
 from llava_hf.data.tokenization import (
-    IGNORE_INDEX, BulkEncoder, encode_conversation, expand_image_tokens, tokenize_conversation,
+    IGNORE_INDEX, BulkEncoder, expand_image_tokens, tokenize_conversation,
 )
 
 BOS, EOS, IMG = "BOS", "EOS", "IMG"
@@ -62,6 +62,13 @@ GOLDEN = {
         [(BOS, 0), ("Hi there.\n", 1)],
     ),
 }
+
+
+def encode_conversation(conversations, tokenizer, template, *, image_token_id, image_seq_length, **kwargs):
+    """`{"input_ids", "labels"}` as training sees them: tokenized, then every `<image>` expanded."""
+    input_ids, labels = tokenize_conversation(conversations, tokenizer, template, image_token_id=image_token_id, **kwargs)
+    input_ids, labels = expand_image_tokens(input_ids, labels, image_token_id, image_seq_length)
+    return {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
 
 
 def expected_ids(tokenizer, image_token_id, segments):
