@@ -2,7 +2,7 @@
 
 import pytest
 
-from mmbench_fixtures import circular_rows, question_frame, write_tsv
+from tests.eval.mmbench_fixtures import circular_rows, question_frame, write_tsv
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from llava_hf.cli.main import main
 from llava_hf.eval.predictions_io import write_jsonl
-from mmbench_fixtures import HANDMADE_PREDICTIONS
+from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
 
 
 def run_cli(*argv) -> int:

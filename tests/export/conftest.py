@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from llava_hf.testing import build_tiny_llava
-from shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
+from tests.export.shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
 
 @pytest.fixture(scope="session")

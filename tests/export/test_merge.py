@@ -9,7 +9,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import AutoModelForCausalLM, CLIPVisionModel
 
 from llava_hf.cli.main import main as cli

@@ -7,7 +7,7 @@ import shutil
 
 import yaml
 from huggingface_hub import HfApi
-from shipping_helpers import chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import chat_inputs, logits_of, run_folder
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 
 from llava_hf.cli.main import main as cli

@@ -76,6 +76,8 @@ def last_answer_is(page, text, timeout_ms=60000):
         raise AssertionError(f"expected the answer {text!r}; the page shows {shown!r}") from None
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_llava, tiny_llava_dir, image_files,
                                                            full_history_answer):
     import gradio

@@ -22,8 +22,8 @@ from llava_hf.train.checkpointing import (
 )
 from llava_hf.train.trainer import LlavaTrainer
 
-from .conftest import common_args, losses
-from .test_distributed import free_port
+from tests.train.conftest import common_args, losses
+from tests.train.test_distributed import free_port
 
 WORKER = os.path.join(os.path.dirname(__file__), "fault_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -180,6 +180,8 @@ def test_resume_flag_and_output_dir(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_stop_at_the_same_step_and_resume_from_the_same_checkpoint(micro_base, image_data, tmp_path):
     # SIGTERM reaches rank 1 only, during step 3: both ranks save checkpoint-3 and stop, then both resume from it
     args = dict(stage="finetune", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",

@@ -14,7 +14,7 @@ from llava_hf.train import parse_args, train
 from llava_hf.train.model_setup import load_model_and_processor
 from llava_hf.train.run import main
 
-from .conftest import common_args, losses
+from tests.train.conftest import common_args, losses
 
 
 def run(argv):
