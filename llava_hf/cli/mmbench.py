@@ -9,9 +9,8 @@ import argparse
 import os
 import sys
 
-from llava_hf.demo.paths import DEMO_FINETUNE, DEMO_MMBENCH_TSV, DEMO_ROOT
+from llava_hf.demo.paths import DEMO_FINETUNE, DEMO_MMBENCH_TSV, DEMO_MMBENCH_WORK_DIR
 
-DEMO_WORK_DIR = os.path.join(DEMO_ROOT, "mmbench")
 DEMO_MISSING = ("the demo model ({model}) or TSV ({tsv}) does not exist; run `accelerate launch "
                 "examples/train.py --stage pretrain` and `accelerate launch examples/train.py --stage finetune` "
                 "first, or pass MODEL and --data-path")
@@ -58,7 +57,7 @@ def run(args) -> int:
         raise UserInputError("give MODEL to run it, or --predictions FILE to rescore without a model, not both")
     model_path = DEMO_FINETUNE if demo else args.model
     data_path = DEMO_MMBENCH_TSV if demo else args.data_path
-    work_dir = args.work_dir or (DEMO_WORK_DIR if demo else default_work_dir(model_path, data_path))
+    work_dir = args.work_dir or (DEMO_MMBENCH_WORK_DIR if demo else default_work_dir(model_path, data_path))
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise UserInputError("--batch-size and --max-new-tokens must be >= 1")
     data = load_mmbench_tsv(data_path)  # validated before anything expensive

@@ -181,24 +181,22 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     return run(prepare(model_args, data_args, training_args))
 
 
-def main(argv=None, demo_recipe_dir: str | None = None) -> int:
+def main(argv=None) -> int:
     """Entry point of `examples/train.py`: with no data and no model, run the built-in demo. Returns the exit status:
     0 when trained; 2 when a user mistake (a wrong path, option or data, found before step 1) was reported as one
     `error:` line; 128 + the signal number when a stop signal saved a checkpoint and ended training."""
     from ..cli.exit_codes import USER_ERRORS, report_user_error
-    from .arguments import load_recipe, parse_args
+    from .arguments import parse_args
     from .checkpointing import TrainingInterrupted
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         model_args, data_args, training_args = parse_args(argv)
-        if is_demo(model_args, data_args) and demo_recipe_dir is not None:
-            from .demo import prepare_demo
+        if is_demo(model_args, data_args):
+            from ..demo.prepare import demo_recipe, prepare_demo
 
-            stage = training_args.stage
-            prepare_demo(stage)
-            recipe = load_recipe(os.path.join(demo_recipe_dir, f"demo_{stage}.yaml"))
-            model_args, data_args, training_args = parse_args(argv, default_recipe=recipe)
+            prepare_demo(training_args.stage)
+            model_args, data_args, training_args = parse_args(argv, default_recipe=demo_recipe(training_args.stage))
         prepared = prepare(model_args, data_args, training_args)
     except USER_ERRORS as error:
         return report_user_error("train.py", error) if PartialState().is_main_process else USAGE_ERROR

@@ -127,7 +127,7 @@ def test_parallel_tokenization_gives_the_same_table(source, tiny_processor):
 def test_batches_feed_the_tiny_llava_model(tmp_path):
     from llava_hf.data.collator import LlavaDataCollator
     from llava_hf.data.sampler import ModalityLengthGroupedSampler
-    from llava_hf.data.synthetic import make_synthetic_dataset
+    from llava_hf.demo.synthetic import make_synthetic_dataset
     from llava_hf.testing import build_tiny_llava
 
     model, processor = build_tiny_llava()

@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from llava_hf.data.sources import DataSource
-from llava_hf.data.synthetic import ANSWER_SUFFIX, COLORS, SHAPES, make_synthetic_dataset, make_synthetic_mmbench_tsv
+from llava_hf.demo.synthetic import ANSWER_SUFFIX, COLORS, SHAPES, make_synthetic_dataset, make_synthetic_mmbench_tsv
 from llava_hf.data.validate import validate_data
 
 
