@@ -99,8 +99,8 @@ def validate_data(
     bomb, not truncated) and, with a tokenizer, that some reply token survives truncation to `max_length`.
     Leading `gpt` turns and a trailing unanswered `human` turn are warnings: training leaves them out."""
     sources = [sources] if isinstance(sources, DataSource) else list(sources)
-    if isinstance(template, str):  # a tokenizer's own chat template can only be read with the tokenizer
-        template = get_template(template, tokenizer) if tokenizer is not None or template != CHAT_TEMPLATE else None
+    if isinstance(template, str):  # "chat_template" is read off the tokenizer: without one, no template checks
+        template = None if template == CHAT_TEMPLATE and tokenizer is None else get_template(template, tokenizer)
     report = ValidationReport()
     report.counts.update(samples=0, with_image=0, text_only=0, files=len(sources), image_found_by_stem=0)
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, warnings.catch_warnings():
