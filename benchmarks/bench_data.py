@@ -2,6 +2,14 @@
 worker, validate-data time per 10K samples, and tokenization speed.
 
     python benchmarks/bench_data.py [--images 400] [--samples 10000] [--workers 16]
+
+`--build FILE.json` instead times the tokenized-table build of a whole data file (as training runs it: into a
+fresh tokenization cache, `--repeat` times in one process) with the real InternLM2 tokenizer when
+`../shared/real/internlm2_tokenizer` exists (else the tiny one), and reports the peak resident memory of this
+process and of all its processes together (tokenizing workers included). For the 665K-sample mix:
+
+    python benchmarks/make_llava_mix.py /tmp/mix665k.json
+    /usr/bin/time -v python benchmarks/bench_data.py --build /tmp/mix665k.json --repeat 2
 """
 
 import argparse
@@ -76,12 +84,77 @@ def bench_tokenization(source: DataSource, tokenizer_dir: str) -> None:
     print(f"tokenization (tiny tokenizer, one process): {rate:7.0f} samples/s -> {665_298 / rate / 60:5.1f} min for mix665k")
 
 
+REAL_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "real", "internlm2_tokenizer")
+
+
+class PeakMemory:
+    """Samples, every 0.2 s in a thread, the resident memory of this process (what `/usr/bin/time -v` reports) and the
+    proportional memory of this process and all its children together (shared pages counted once)."""
+
+    def __init__(self):
+        import threading
+
+        import psutil
+
+        self.process, self.own, self.total = psutil.Process(), 0, 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import psutil
+
+        while not self.stopped.wait(0.2):
+            try:  # proportional set sizes: pages the forked workers share with this process count once
+                own = self.process.memory_info().rss
+                total = sum(p.memory_full_info().pss for p in [self.process, *self.process.children(recursive=True)])
+            except psutil.Error:
+                continue
+            self.own, self.total = max(self.own, own), max(self.total, total)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+
+
+def bench_build(data_path: str, repeat: int, num_proc: int | None, tiny_tokenizer: bool) -> None:
+    from llava_hf.data.dataset import build_llava_dataset
+
+    tokenizer_dir = os.path.abspath(REAL_TOKENIZER)
+    with tempfile.TemporaryDirectory() as out_dir:
+        if tiny_tokenizer or not os.path.isfile(os.path.join(tokenizer_dir, "tokenizer.model")):
+            tokenizer_dir = build_tiny_internlm2_tokenizer_files(os.path.join(out_dir, "tokenizer"))
+        processor = clip_336_processor(tokenizer_dir)
+        print(f"tokenizer: {tokenizer_dir} ({len(processor.tokenizer)} tokens); cores: {os.cpu_count()}; "
+              f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        images = os.path.join(out_dir, "images")
+        os.makedirs(images)
+        for attempt in range(1, repeat + 1):
+            memory = PeakMemory()
+            start = time.perf_counter()
+            dataset = build_llava_dataset(DataSource(data_path, images), processor, "internlm2_chat", num_proc=num_proc,
+                                          cache_dir=os.path.join(out_dir, f"cache{attempt}"))
+            seconds = time.perf_counter() - start
+            memory.stop()
+            print(f"build {attempt}: {len(dataset)} samples ({dataset.stats}) in {seconds:.0f} s; peak resident "
+                  f"{memory.own / 2**30:.2f} GiB in this process, {memory.total / 2**30:.2f} GiB with its workers (PSS); "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+            del dataset
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--build", metavar="FILE", help="time the tokenized-table build of this LLaVA data file")
+    parser.add_argument("--repeat", type=int, default=1, help="builds in one process (with --build)")
+    parser.add_argument("--num-proc", type=int, default=None, help="tokenizing processes (with --build; default: cores)")
+    parser.add_argument("--tiny-tokenizer", action="store_true", help="with --build: the tiny tokenizer, not the real one")
     args = parser.parse_args()
+    if args.build:
+        bench_build(args.build, args.repeat, args.num_proc, args.tiny_tokenizer)
+        return
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
         paths = make_synthetic_dataset(out_dir, n_pretrain=0, n_finetune=max(args.images, 1000), seed=0)

@@ -14,6 +14,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("llava_hf.cli.serve", "web demo (Gradio): upload an image and chat"),
     "validate-data": ("llava_hf.cli.validate_data", "check LLaVA-format data (JSON, images, lengths) before training"),
     "mmbench": ("llava_hf.cli.mmbench", "MMBench: CircularEval scores on dev files, submission xlsx for test files"),
+    "merge": ("llava_hf.cli.merge", "merge adapters / materialise backbones into one self-contained model folder"),
+    "export-hf": ("llava_hf.cli.export_hf", "export to a stock transformers LlavaForConditionalGeneration folder"),
+    "publish": ("llava_hf.cli.publish", "make a model folder self-contained, write its card, upload to the Hub"),
+    "import-xtuner": ("llava_hf.cli.import_xtuner", "convert XTuner's LLaVA folders (projector/, *_adapter/)"),
 }
 
 

@@ -7,16 +7,16 @@ from .conversation import IMAGE_TOKEN, Turn, check_conversations, conversation_t
 from .dataset import LlavaDataset, build_llava_dataset
 from .errors import DataError
 from .images import load_image, resolve_image_path, to_rgb
-from .sampler import ModalityLengthGroupedSampler
-from .sources import DataSource, read_samples
+from .sampler import ModalityLengthGroupedSampler, TokenBudgetBatchSampler
+from .sources import DataSource, iter_records, read_samples
 from .templates import DEFAULT_TEMPLATE, TEMPLATES, PromptTemplate, get_template, template_from_chat_template
 from .tokenization import DEFAULT_MAX_LENGTH, IGNORE_INDEX, encode_conversation, expand_image_tokens, tokenize_conversation
 from .validate import Problem, ValidationReport, validate_data
 
 __all__ = [
     "DEFAULT_MAX_LENGTH", "DEFAULT_TEMPLATE", "IGNORE_INDEX", "IMAGE_TOKEN", "TEMPLATES", "DataError", "DataSource",
-    "LlavaDataCollator", "LlavaDataset", "ModalityLengthGroupedSampler", "Problem", "PromptTemplate", "Turn",
+    "LlavaDataCollator", "LlavaDataset", "ModalityLengthGroupedSampler", "Problem", "PromptTemplate", "TokenBudgetBatchSampler", "Turn",
     "ValidationReport", "build_llava_dataset", "check_conversations", "conversation_to_turns", "encode_conversation",
-    "expand_image_tokens", "get_template", "load_image", "read_samples", "resolve_image_path",
+    "expand_image_tokens", "get_template", "iter_records", "load_image", "read_samples", "resolve_image_path",
     "template_from_chat_template", "to_rgb", "tokenize_conversation", "validate_data",
 ]

@@ -1,4 +1,12 @@
-"""Batching for LLaVA items: right padding, attention mask from true lengths, images only where present."""
+"""Batching for LLaVA items: padded rows, or one padding-free row of all the samples (per-sample position ids).
+
+Padding-free ("flattened") batches are what transformers' `DataCollatorWithFlattening` makes for text: the
+samples are concatenated into one row, `position_ids` restart at 0 for each sample and there is no
+`attention_mask`, so transformers' masking utils (`find_packed_sequence_indices`) give SDPA/eager/flex a
+block-diagonal causal mask and flash-attention runs varlen; the first label of every sample is -100, so the
+shifted next-token loss never predicts across a boundary. Loss, gradients and `num_items_in_batch` are then
+those of the padded batch, without computing a single padding position.
+"""
 
 import torch
 
@@ -8,31 +16,26 @@ from .tokenization import IGNORE_INDEX
 class LlavaDataCollator:
     """`{"input_ids", "attention_mask", "labels"[, "pixel_values"]}` from `LlavaDataset` items.
 
-    The mask comes from each item's length, not from `input_ids != pad`, because pad may equal EOS.
+    Padded (default): right padding; the mask comes from each item's length, not from `input_ids != pad`,
+    because pad may equal EOS. `padding_free=True`: one row `[1, total length]` with `position_ids` instead
+    of an attention mask (see the module docstring).
     `pixel_values` stacks the images of the samples that have one, in batch order (the order the model
     fills image tokens); it is omitted for an all-text batch.
     """
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, padding_free: bool = False):
         if pad_token_id is None:
             raise ValueError("pad_token_id is None; set tokenizer.pad_token (XTuner pads with 0)")
         self.pad_token_id = pad_token_id
+        self.padding_free = padding_free
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         if not items:
             raise ValueError("cannot collate an empty batch")
-        lengths = [len(item["input_ids"]) for item in items]
-        longest = max(lengths)
-        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(items), longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-        for row, (item, length) in enumerate(zip(items, lengths)):
-            if len(item["labels"]) != length:
-                raise ValueError(f"batch item {row}: {length} input_ids but {len(item['labels'])} labels")
-            input_ids[row, :length] = torch.as_tensor(item["input_ids"])
-            labels[row, :length] = torch.as_tensor(item["labels"])
-            attention_mask[row, :length] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        for row, item in enumerate(items):
+            if len(item["labels"]) != len(item["input_ids"]):
+                raise ValueError(f"batch item {row}: {len(item['input_ids'])} input_ids but {len(item['labels'])} labels")
+        batch = self._flatten(items) if self.padding_free else self._pad(items)
         images = [item["pixel_values"] for item in items if item.get("pixel_values") is not None]
         if images:
             shapes = {tuple(image.shape) for image in images}
@@ -40,3 +43,26 @@ class LlavaDataCollator:
                 raise ValueError(f"images in one batch must share a shape, got {sorted(shapes)}")
             batch["pixel_values"] = torch.stack(images)
         return batch
+
+    def _pad(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(item["input_ids"]) for item in items]
+        longest = max(lengths)
+        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), longest), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+        for row, (item, length) in enumerate(zip(items, lengths)):
+            input_ids[row, :length] = torch.as_tensor(item["input_ids"])
+            labels[row, :length] = torch.as_tensor(item["labels"])
+            attention_mask[row, :length] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    @staticmethod
+    def _flatten(items: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids = torch.cat([torch.as_tensor(item["input_ids"], dtype=torch.long) for item in items])
+        labels = [torch.as_tensor(item["labels"], dtype=torch.long).clone() for item in items]
+        for sample_labels in labels:
+            # Nothing predicts a sample's first token (as in a padded row); in one flat row the previous sample's
+            # last token would, so its label goes.
+            sample_labels[0] = IGNORE_INDEX
+        position_ids = torch.cat([torch.arange(len(item["input_ids"])) for item in items])
+        return {"input_ids": input_ids[None], "labels": torch.cat(labels)[None], "position_ids": position_ids[None]}

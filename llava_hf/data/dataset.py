@@ -7,19 +7,23 @@ The text table stores the compact encoding (the image is one token) so a 665K-sa
 import json
 import logging
 import os
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
 
 import datasets
+import pyarrow as pa
 import torch
 
 from .conversation import LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED, check_conversations
 from .errors import DataError, describe_sample
 from .images import load_image, resolve_image_path
-from .sources import DataSource, check_record, read_samples, sample_id, sample_image
+from .sources import DataSource, check_record, iter_records, sample_id, sample_image
 from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
-from .tokenization import DEFAULT_MAX_LENGTH, expand_image_tokens, has_supervised_tokens, tokenize_conversation
+from .tokenization import (
+    DEFAULT_MAX_LENGTH, BulkEncoder, expand_image_tokens, has_supervised_tokens, tokenize_conversation,
+)
 from .tokenized_cache import load_or_build
 
 logger = logging.getLogger(__name__)
@@ -46,9 +50,10 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.stats = stats
         self.image_token_id = processor.image_token_id
         self.image_seq_length = processor.image_seq_length
-        self.lengths: list[int] = list(table["length"])
+        # whole columns at once (`[:]`): iterating a 665K-row Column costs seconds per column
+        self.lengths: list[int] = table["length"][:]
         self.modality_lengths: list[int] = [
-            n if image is not None else -n for n, image in zip(self.lengths, table["image"])
+            n if image is not None else -n for n, image in zip(self.lengths, table["image"][:])
         ]
 
     def __len__(self) -> int:
@@ -181,30 +186,49 @@ class _SampleEncoder:
         return out
 
 
+_RECORDS_SCHEMA = pa.schema([("source", pa.int32()), ("index", pa.int64()), ("record", pa.string())])
+RECORDS_PER_WRITE = 10_000
+
+
+def _records_table(sources, exclude, stats) -> datasets.Dataset:
+    """Every record's own JSON text (with its source and index), streamed from the files into an Arrow file on disk
+    and memory-mapped: the main process never holds the data as Python objects, and the tokenizing workers each
+    read only their shard."""
+    folder = tempfile.mkdtemp(prefix="llava_records_", dir=datasets.fingerprint.get_temporary_cache_files_directory())
+    path = os.path.join(folder, "records.arrow")
+    rows = {"source": [], "index": [], "record": []}
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, _RECORDS_SCHEMA) as writer:
+        for source_index, source in enumerate(sources):
+            for index, (text, _) in enumerate(iter_records(source.data_path)):
+                stats["samples"] += 1
+                if (source_index, index) in exclude:
+                    stats["excluded"] += 1
+                    continue
+                rows["source"].append(source_index)
+                rows["index"].append(index)
+                rows["record"].append(text)
+                if len(rows["record"]) == RECORDS_PER_WRITE:
+                    writer.write_batch(pa.record_batch(rows, schema=_RECORDS_SCHEMA))
+                    rows = {name: [] for name in rows}
+        writer.write_batch(pa.record_batch(rows, schema=_RECORDS_SCHEMA))
+    return datasets.Dataset.from_file(path)
+
+
 def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
                       exclude, num_proc):
-    rows = {"source": [], "index": [], "record": []}
     stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0,
              LEADING_GPT_STRIPPED: 0, TRAILING_HUMAN_DROPPED: 0}
-    for source_index, source in enumerate(sources):
-        for index, record in enumerate(read_samples(source.data_path)):
-            stats["samples"] += 1
-            if (source_index, index) in exclude:
-                stats["excluded"] += 1
-                continue
-            rows["source"].append(source_index)
-            rows["index"].append(index)
-            rows["record"].append(json.dumps(record))
+    records = _records_table(sources, exclude, stats)
     if num_proc is None:
-        num_proc = min(os.cpu_count() or 1, 16) if len(rows["record"]) >= PARALLEL_THRESHOLD else 1
-    encoder = _SampleEncoder(sources, tokenizer, template, max_length, image_token_id, image_seq_length)
-    table = datasets.Dataset.from_dict(rows).map(
+        num_proc = min(os.cpu_count() or 1, 16) if len(records) >= PARALLEL_THRESHOLD else 1
+    encoder = _SampleEncoder(sources, BulkEncoder(tokenizer), template, max_length, image_token_id, image_seq_length)
+    table = records.map(
         encoder, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=["record"], features=_TABLE_FEATURES, new_fingerprint=uuid.uuid4().hex,
         desc="Tokenizing LLaVA data" if num_proc > 1 else None,
     )
-    statuses = list(table["status"])
-    errors = [e for e, status in zip(list(table["error"]), statuses) if status == "bad"]
+    statuses = table["status"][:]
+    errors = [e for e, status in zip(table["error"][:], statuses) if status == "bad"]
     stats["bad"] = len(errors)
     stats["no_supervised_tokens"] = statuses.count("no_supervised_tokens")
     if errors and not skip_bad_samples:
@@ -215,10 +239,11 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
     keep = [i for i, status in enumerate(statuses) if status == "ok"]
     if not keep:
         raise DataError(f"no usable samples in {', '.join(s.data_path for s in sources)} ({stats})")
-    table = table.select(keep).flatten_indices()
-    stats.update(Counter(kind for kinds in table["trimmed"] for kind in kinds))  # counted on the kept samples
+    if len(keep) < len(table):
+        table = table.select(keep).flatten_indices()
+    stats.update(Counter(kind for kinds in table["trimmed"][:] for kind in kinds))  # counted on the kept samples
     table = table.remove_columns(["status", "error", "trimmed"])
     stats["kept"] = len(table)
-    stats["text_only"] = list(table["image"]).count(None)
+    stats["text_only"] = table["image"][:].count(None)
     stats["with_image"] = stats["kept"] - stats["text_only"]
     return table, stats

@@ -11,6 +11,8 @@ which can mix modalities), so an out-of-memory shows at step 1.
 
 Resuming: the order depends only on (seed, epoch, lengths, sizes), so HF Trainer's skip-first-batches
 resumes exactly where it stopped.
+
+`TokenBudgetBatchSampler` cuts the same order into micro-batches by a token budget (`--max_tokens_per_batch`).
 """
 
 import math
@@ -90,3 +92,57 @@ class ModalityLengthGroupedSampler(torch.utils.data.Sampler[int]):
             sorted(shuffled[start:start + self.mega_batch_size], key=lambda i: abs(self.modality_lengths[i]), reverse=True)
             for start in range(0, len(shuffled), self.mega_batch_size)
         ]
+
+
+class TokenBudgetBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Micro-batches of as many samples as fit in `max_tokens` (the sum of their lengths), in the order of
+    `ModalityLengthGroupedSampler`, cut wherever the modality changes so that no micro-batch mixes image and
+    text-only samples.
+
+    Used as a DataLoader's `batch_sampler`: a step then holds about the same number of tokens whatever the
+    sample lengths (short stage-1 captions give many samples per step, long conversations few), instead of a
+    fixed number of samples. A sample longer than the budget is a micro-batch of its own. The batches depend
+    only on (seed, epoch, lengths), so HF Trainer's resume skips exactly the batches already trained; their
+    count varies a little from epoch to epoch. `sampler` (the ordering sampler) is where accelerate's data
+    loader calls `set_epoch`; there is no `batch_size`, which tells accelerate's `BatchSamplerShard` that
+    batches vary in size (rank r takes every world_size-th batch).
+    """
+
+    def __init__(self, modality_lengths: Sequence[int], max_tokens: int, batch_size: int, world_size: int = 1,
+                 seed: int = 0, mega_batch_mult: int | None = None):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        self.sampler = ModalityLengthGroupedSampler(modality_lengths, batch_size, world_size=world_size, seed=seed,
+                                                    mega_batch_mult=mega_batch_mult, shard=False)
+        self.max_tokens = max_tokens
+        self._cached: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's micro-batches (computed once per epoch)."""
+        epoch = self.sampler.epoch
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self._cut(self.sampler.global_order()[: len(self.sampler.modality_lengths)]))
+        return self._cached[1]
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        lengths = self.sampler.modality_lengths
+        batches, current, tokens = [], [], 0
+        for i in order:
+            n = abs(lengths[i])
+            if current and (tokens + n > self.max_tokens or (lengths[i] > 0) != (lengths[current[0]] > 0)):
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += n
+        if current:
+            batches.append(current)
+        return batches

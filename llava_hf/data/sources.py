@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import DataError
@@ -17,6 +19,13 @@ class DataSource:
 
 def read_samples(data_path: str) -> list:
     """All records of a `.json` (top-level list) or `.jsonl` file; bad JSON raises DataError with the line."""
+    return [record for _, record in iter_records(data_path)]
+
+
+def iter_records(data_path: str) -> Iterator[tuple[str, object]]:
+    """`(json_text, record)` for each record of a `.json` (top-level list) or `.jsonl` file, in order, reading the
+    file in chunks: the whole file never exists as Python objects, and `json_text` is the record's own text in the
+    file (nothing is re-serialized). Bad JSON raises DataError with the line and column, as `json.load` reports."""
     if not os.path.isfile(data_path):
         raise DataError(f"data file {data_path} does not exist")
     extension = os.path.splitext(data_path)[1].lower()
@@ -24,22 +33,96 @@ def read_samples(data_path: str) -> list:
         raise DataError(f"data file {data_path}: unsupported extension {extension!r}; use .json or .jsonl")
     with open(data_path, encoding="utf-8") as f:
         if extension == ".json":
-            try:
-                records = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"data file {data_path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-            if not isinstance(records, list):
-                raise DataError(f"data file {data_path}: expected a JSON list of samples, got {type(records).__name__}")
-            return records
-        records = []
+            yield from _JsonListReader(f, data_path)
+            return
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                yield line, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"data file {data_path}: invalid JSON on line {line_number} column {e.colno}: {e.msg}") from e
-        return records
+
+
+class _JsonListReader:
+    """Iterates the elements of a top-level JSON list with `json.JSONDecoder.raw_decode` over a sliding buffer of
+    `CHUNK` characters. Anything that is not a list is handed to `json.load` for its usual error or type."""
+
+    CHUNK = 1 << 23
+    MAX_RECORD = 1 << 26  # a record this long that still does not parse is broken, not cut by the buffer
+    _WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, f, data_path: str):
+        self.f, self.data_path = f, data_path
+        self.buffer, self.pos, self.eof = "", 0, False
+        self.lines_before, self.column_before = 0, 0  # of the text already dropped from the buffer
+        self.decoder = json.JSONDecoder()
+
+    def __iter__(self) -> Iterator[tuple[str, object]]:
+        if self._next_char() != "[":
+            self._load_whole()
+        self.pos += 1
+        if self._next_char() == "]":
+            self.pos += 1
+        else:
+            while True:
+                yield self._decode_value()
+                char = self._next_char()
+                self.pos += 1
+                if char == "]":
+                    break
+                if char != ",":
+                    self._fail(self.pos - 1, "Expecting ',' delimiter")
+                self._next_char()
+        if self._next_char() != "":
+            self._fail(self.pos, "Extra data")
+
+    def _decode_value(self) -> tuple[str, object]:
+        while True:
+            try:
+                record, end = self.decoder.raw_decode(self.buffer, self.pos)
+            except json.JSONDecodeError as e:
+                if self.eof or len(self.buffer) - self.pos > self.MAX_RECORD:
+                    self._fail(e.pos, e.msg)
+                self._refill()
+                continue
+            if end == len(self.buffer) and not self.eof:  # a bare number may continue in the next chunk
+                self._refill()
+                continue
+            text = self.buffer[self.pos : end]
+            self.pos = end
+            return text, record
+
+    def _next_char(self) -> str:
+        """Skip whitespace; the next character ("" at the end of the file)."""
+        while True:
+            self.pos = self._WHITESPACE.match(self.buffer, self.pos).end()
+            if self.pos < len(self.buffer) or self.eof:
+                return self.buffer[self.pos : self.pos + 1]
+            self._refill()
+
+    def _refill(self) -> None:
+        dropped = self.buffer[: self.pos]
+        newlines = dropped.count("\n")
+        self.lines_before += newlines
+        self.column_before = len(dropped) - dropped.rfind("\n") - 1 if newlines else self.column_before + len(dropped)
+        chunk = self.f.read(self.CHUNK)
+        self.eof = not chunk
+        self.buffer, self.pos = self.buffer[self.pos :] + chunk, 0
+
+    def _fail(self, pos: int, msg: str):
+        line = self.lines_before + self.buffer.count("\n", 0, pos) + 1
+        last_newline = self.buffer.rfind("\n", 0, pos)
+        column = pos - last_newline if last_newline >= 0 else self.column_before + pos + 1
+        raise DataError(f"data file {self.data_path}: invalid JSON at line {line} column {column}: {msg}")
+
+    def _load_whole(self) -> None:
+        self.f.seek(0)
+        try:
+            records = json.load(self.f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"data file {self.data_path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        raise DataError(f"data file {self.data_path}: expected a JSON list of samples, got {type(records).__name__}")
 
 
 def sample_id(record) -> str | None:

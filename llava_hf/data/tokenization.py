@@ -91,3 +91,46 @@ def encode_conversation(
     )
     input_ids, labels = expand_image_tokens(input_ids, labels, image_token_id, image_seq_length)
     return {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
+
+
+class BulkEncoder:
+    """`tokenizer.encode(text, add_special_tokens=False)` for tokenizing a whole dataset: the same ids, faster.
+
+    With a `tokenizers` backend the text goes to the backend directly, skipping transformers' per-call wrapper
+    (about 40 % of the time for short chunks), through `encode_batch_fast` where the backend has it (no character
+    offsets: another 20 %), and texts seen before (the sep, the template around `<image>`, frequent short answers)
+    come from a bounded memo. Everything else is delegated to the tokenizer, so it can
+    stand in for it in `tokenize_conversation`. The backend is put in plain-encode state once, here; nothing else
+    must reconfigure it (truncation, padding) while this encoder is in use, which holds in a tokenizing worker.
+    """
+
+    MEMO_MAX_CHARS = 64  # longer texts rarely repeat
+
+    def __init__(self, tokenizer, memo_size: int = 200_000):
+        self.tokenizer = tokenizer
+        self.memo: dict[str, list[int]] = {}
+        self.memo_size = memo_size
+        self.backend = getattr(tokenizer, "backend_tokenizer", None)
+        if self.backend is not None:
+            tokenizer.encode("", add_special_tokens=False)  # no truncation/padding, its special-token splitting
+        self.without_offsets = hasattr(self.backend, "encode_batch_fast")  # tokenizers >= 0.20
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        if add_special_tokens:
+            return self.tokenizer.encode(text, add_special_tokens=True)
+        ids = self.memo.get(text)
+        if ids is None:
+            if self.without_offsets:
+                ids = self.backend.encode_batch_fast([text], add_special_tokens=False)[0].ids
+            elif self.backend is not None:
+                ids = self.backend.encode(text, add_special_tokens=False).ids
+            else:
+                ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(text) <= self.MEMO_MAX_CHARS and len(self.memo) < self.memo_size:
+                self.memo[text] = ids
+        return list(ids)
+
+    def __getattr__(self, name):
+        if name in ("tokenizer", "__setstate__", "__getstate__"):  # unpickling: not set yet, nothing to delegate
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)

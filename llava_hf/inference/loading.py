@@ -12,10 +12,10 @@ Every user mistake becomes a `UserInputError` with one line naming the folder, r
 
 import json
 import os
-import re
 
 import torch
 
+from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
 from .errors import UserInputError
 
@@ -85,14 +85,9 @@ def read_model_type(folder) -> str | None:
         raise UserInputError(f"cannot read {config_path}: {error}") from None
 
 
-def looks_like_hub_id(name: str) -> bool:
-    """`owner/name` that is not a local path: left to the Auto classes (nothing else downloads)."""
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".") and not os.path.exists(name)
-
-
 def check_llava_folder(folder):
     if not os.path.isdir(folder):
-        if not looks_like_hub_id(folder):
+        if "/" not in folder or not looks_like_hub_id(folder) or os.path.exists(folder):
             raise UserInputError(f"model folder not found: {folder}")
         return
     model_type = read_model_type(folder)
@@ -120,67 +115,103 @@ def load_model_folder(folder, options):
 
 def load_adapter_output(folder, options):
     """A training output with one PEFT adapter (LLM LoRA, ViT LoRA, projector): applied on the fly, not merged."""
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
     from transformers import AutoProcessor
 
+    from ..export.adapters import adapter_base, check_adapter_fits
+
     folder = str(folder)
-    base = PeftConfig.from_pretrained(folder).base_model_name_or_path
-    if not base:
-        raise UserInputError(f"{os.path.join(folder, ADAPTER_CONFIG)} names no base_model_name_or_path")
-    if not os.path.isdir(base) and os.path.isdir(os.path.join(folder, base)):
-        base = os.path.join(folder, base)  # a path relative to the adapter folder
-    model, base_processor = load_model_folder(base, options)
+    model, base_processor = load_model_folder(adapter_base(folder), options)
+    check_adapter_fits(model, folder)
     # PEFT injects the LoRA layers (and the trained projector copy) into `model` in place; callers keep
     # the LLaVA class, its `generate` and its config, with the adapter active.
     PeftModel.from_pretrained(model, folder)
-    has_processor = any(os.path.isfile(os.path.join(folder, name))
-                        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"))
-    return model, AutoProcessor.from_pretrained(folder) if has_processor else base_processor
+    return model, AutoProcessor.from_pretrained(folder) if has_processor(folder) else base_processor
+
+
+def has_processor(folder) -> bool:
+    return any(os.path.isfile(os.path.join(folder, name))
+               for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"))
 
 
 def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
-    """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class."""
-    from llava_hf.models.llava_internlm2.builder import build_llava_from_pretrained
+    """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class with the
+    adapters attached (not merged)."""
+    model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava), dtype)
+    if device_map is not None:
+        model = model.to(single_device(device_map, llava))
+    return model, processor
+
+
+def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
+    """The parts of an XTuner `pth_to_hf` output (+ the LLM and CLIP it was trained on), checked before any weight
+    is loaded: folders, projector widths against the LLM/CLIP configs, adapters against the bare LLM/CLIP.
+
+    A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
+    `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector", "adapters": {attribute: folder}}.
+    """
+    from ..export.adapters import bare_backbone_from_config, check_adapter_fits, skeleton
 
     if llava is None or not os.path.isdir(llava):
-        raise UserInputError(f"--llava folder not found: {llava}" if llava else "the XTuner-style triple needs --llava DIR")
-    bundled_encoder = os.path.join(llava, "visual_encoder")
-    if os.path.isdir(bundled_encoder):
-        if visual_encoder is not None:
-            raise UserInputError(f"{llava} has its own visual_encoder/; drop --visual-encoder")
-        visual_encoder = bundled_encoder
-    if visual_encoder is None:
-        raise UserInputError(f"{llava} has no visual_encoder/; pass --visual-encoder CLIP_FOLDER")
-    for name, folder in (("LLM", llm), ("--visual-encoder", visual_encoder)):
-        if not os.path.isdir(folder):
-            raise UserInputError(f"{name} folder not found: {folder}")
+        raise UserInputError(f"--llava folder not found: {llava}" if llava
+                             else "the XTuner-style triple needs --llava DIR")
+    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
+    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual-encoder")
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
+    check_xtuner_projector(projector, llm, visual_encoder)
+    adapters = {}
+    for name, attribute, base in (("llm_adapter", "language_model", llm),
+                                  ("visual_encoder_adapter", "vision_tower", visual_encoder)):
+        folder = os.path.join(llava, name)
+        if os.path.isdir(folder):
+            check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), folder)
+            adapters[attribute] = folder
+    return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector, "adapters": adapters}
 
-    model, processor = build_llava_from_pretrained(llm, visual_encoder, dtype=dtype)
-    model.multi_modal_projector.load_state_dict(read_xtuner_projector(projector))
-    # XTuner trained each adapter on the bare LLM / ViT: attach them there. PEFT injects the LoRA layers into
-    # the module in place, so the LLaVA model keeps its own class and `generate`.
-    for adapter, module in (("llm_adapter", model.language_model), ("visual_encoder_adapter", model.vision_tower)):
-        if os.path.isdir(os.path.join(llava, adapter)):
-            attach_xtuner_adapter(module, os.path.join(llava, adapter))
-    if device_map is not None:
-        model = model.to(single_device(device_map))
-    return model, processor
+
+def _bundled_or_given(llava, subfolders, given, part, option):
+    """A part bundled in XTuner's folder (full weights: it was trained), or the folder given on the command line."""
+    for sub in subfolders:
+        bundled = os.path.normpath(os.path.join(llava, sub))
+        if os.path.isfile(os.path.join(bundled, "config.json")):
+            if given is not None and os.path.realpath(given) != os.path.realpath(bundled):
+                raise UserInputError(f"{bundled} holds the trained {part}, which replaces {given}; leave {given} out")
+            return bundled
+    if given is None:
+        raise UserInputError(f"{llava} has no {subfolders[0]}/ (a trained {part}); pass {option} FOLDER with the "
+                             f"{part} XTuner trained on")
+    if not os.path.isdir(given):
+        raise UserInputError(f"{part} folder not found: {given}")
+    return given
+
+
+def build_from_xtuner(parts: dict, dtype):
+    """(model, processor, {attribute: PeftModel}) from `check_xtuner_layout`'s parts: XTuner trained each adapter
+    on the bare LLM / ViT, so each is attached there; PEFT injects the LoRA layers into the module in place, so
+    the LLaVA model keeps its own class and `generate`, and `merge_and_unload()` on a PeftModel merges in place."""
+    from llava_hf.models.llava_internlm2.builder import build_llava_from_pretrained
+
+    model, processor = build_llava_from_pretrained(parts["llm"], parts["visual_encoder"], dtype=dtype)
+    model.multi_modal_projector.load_state_dict(read_xtuner_projector(parts["projector"]))
+    peft_models = {attribute: attach_xtuner_adapter(getattr(model, attribute), folder)
+                   for attribute, folder in parts["adapters"].items()}
+    return model, processor, peft_models
 
 
 def attach_xtuner_adapter(module, folder):
     """`PeftModel.from_pretrained(module, folder)`, tolerating the one vocabulary row our builder adds.
 
     XTuner's LLM LoRA also covers InternLM2's `output` head, trained without the `<image>` row; that row gets
-    a zero LoRA update (the model never has to predict `<image>`).
+    a zero LoRA update (the model never has to predict `<image>`). Returns the PeftModel.
     """
     from peft import PeftConfig, PeftModel, set_peft_model_state_dict
-    from peft.utils import load_peft_weights
+
+    from ..export.adapters import read_adapter_weights
 
     peft_model = PeftModel(module, PeftConfig.from_pretrained(folder))  # injects LoRA layers into `module`
-    weights = load_peft_weights(folder, device="cpu")
+    weights = read_adapter_weights(folder)
     for key, tensor in weights.items():
         if key.endswith(".lora_B.weight"):
             layer = peft_model.base_model.model.get_submodule(key[len("base_model.model."):-len(".lora_B.weight")])
@@ -190,32 +221,15 @@ def attach_xtuner_adapter(module, folder):
     result = set_peft_model_state_dict(peft_model, weights)
     if result.unexpected_keys:
         raise UserInputError(f"{folder}: adapter weights for modules the model lacks: {result.unexpected_keys[:3]}")
-    peft_model.eval()
-
-
-def single_device(device_map) -> str | torch.device:
-    """Where a model built in memory goes for `device_map` (`"auto"`: the GPU when there is one)."""
-    if isinstance(device_map, dict) and len(set(device_map.values())) == 1:
-        device_map = next(iter(device_map.values()))
-    if isinstance(device_map, int):
-        return torch.device("cuda", device_map)
-    if device_map == "auto" or isinstance(device_map, dict):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device_map
+    return peft_model.eval()
 
 
 def read_xtuner_projector(folder) -> dict:
     """XTuner `ProjectorModel` weights (`model.0.*`, `model.2.*`) renamed to our projector's `linear_1/2`."""
-    safetensors_path = os.path.join(folder, "model.safetensors")
-    bin_path = os.path.join(folder, "pytorch_model.bin")
-    if os.path.isfile(safetensors_path):
-        from safetensors.torch import load_file
-
-        state_dict = load_file(safetensors_path)
-    elif os.path.isfile(bin_path):
-        state_dict = torch.load(bin_path, map_location="cpu", weights_only=True)
-    else:
-        raise UserInputError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
+    try:
+        state_dict = read_tensors(folder)
+    except FileNotFoundError as error:
+        raise UserInputError(str(error)) from None
     renamed = {}
     for key, tensor in state_dict.items():
         prefix = next((p for p in XTUNER_PROJECTOR_KEYS if key.startswith(p)), None)
@@ -223,3 +237,28 @@ def read_xtuner_projector(folder) -> dict:
             raise UserInputError(f"{folder}: unexpected projector weight {key!r} (expected model.0.* and model.2.*)")
         renamed[XTUNER_PROJECTOR_KEYS[prefix] + key[len(prefix):]] = tensor
     return renamed
+
+
+def check_xtuner_projector(folder, llm, visual_encoder) -> None:
+    """Every projector tensor has the shape the LLM and CLIP configs need (XTuner names in the error)."""
+    from transformers import AutoConfig, CLIPVisionConfig
+
+    from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2MultiModalProjector
+
+    from ..export.adapters import skeleton
+
+    config = LlavaInternLM2Config(text_config=AutoConfig.from_pretrained(llm),
+                                  vision_config=CLIPVisionConfig.from_pretrained(visual_encoder))
+    expected = skeleton(lambda: LlavaInternLM2MultiModalProjector(config)).state_dict()
+    ours_to_xtuner = {ours: xtuner for xtuner, ours in XTUNER_PROJECTOR_KEYS.items()}
+    tensors = read_xtuner_projector(folder)
+    for name in sorted(set(expected) | set(tensors)):
+        xtuner_name = next(x + name[len(o):] for o, x in ours_to_xtuner.items() if name.startswith(o))
+        if name not in tensors:
+            raise UserInputError(f"{folder}: projector tensor {xtuner_name!r} is missing")
+        if name not in expected or tensors[name].shape != expected[name].shape:
+            want = tuple(expected[name].shape) if name in expected else "no such parameter"
+            raise UserInputError(
+                f"{folder}: projector tensor {xtuner_name!r} has shape {tuple(tensors[name].shape)}, but the LLM "
+                f"({llm}) and CLIP ({visual_encoder}) need {want}: a projector trained for another LLM or CLIP"
+            )

@@ -14,6 +14,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 STAGES = ("pretrain", "finetune")
 TUNE_MODES = ("frozen", "full", "lora")
+ADAPTER_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -82,6 +83,43 @@ class LlavaTrainingArguments(TrainingArguments):
     eval_chat_image: str | None = field(default=None)
     eval_chat_steps: int = field(default=500)
     eval_chat_max_new_tokens: int = field(default=50)
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder, or auto (or true): the latest complete checkpoint in output_dir, "
+                          "or a fresh start when there is none."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Delete the checkpoints already in output_dir and train from scratch (transformers 5 "
+                          "dropped its flag of this name). To continue instead: --resume_from_checkpoint auto."},
+    )
+    # Speed (benchmarks/throughput.py measures them against stock transformers)
+    padding_free: bool = field(
+        default=True,
+        metadata={"help": "Flatten each micro-batch into one row without padding (per-sample position ids; attention "
+                          "stays within each sample): the same samples and loss as padded batches, no padding compute."},
+    )
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={"help": "Token-budget batching: each micro-batch holds as many samples (of one modality) as fit in "
+                          "this many tokens, instead of --per_device_train_batch_size samples. Default: off."},
+    )
+    loss_chunk_size: int = field(
+        default=1024,
+        metadata={"help": "Apply the LM head and cross-entropy only to positions with a label, this many at a time, "
+                          "recomputed in backward (no full-vocabulary fp32 logits for the batch). 0: the stock loss."},
+    )
+    adapter_dtype: str = field(
+        default="float32",
+        metadata={"help": "float32 (PEFT's default: LoRA weights, and under QLoRA the non-quantized weights, in fp32) "
+                          "or bfloat16 (everything in the model's dtype: half the adapter memory; with --optim "
+                          "paged_adamw_8bit this is what fits a 7B QLoRA with r512 adapters on a 24 GB card)."},
+    )
+    checkpoint_every_n_layers: int = field(
+        default=1,
+        metadata={"help": "With --gradient_checkpointing, checkpoint only every n-th layer (1: all, as HF does); the "
+                          "others keep their activations, trading memory back for speed."},
+    )
     # HF defaults that do not suit this trainer
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: the collator needs every key."})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Logging integrations."})
@@ -95,7 +133,21 @@ class LlavaTrainingArguments(TrainingArguments):
         for name in ("tune_llm", "tune_vision_tower"):
             if getattr(self, name) not in TUNE_MODES:
                 raise ValueError(f"--{name} must be one of {TUNE_MODES}, got {getattr(self, name)!r}")
+        for name in ("max_tokens_per_batch", "checkpoint_every_n_layers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value}")
+        if self.adapter_dtype not in ADAPTER_DTYPES:
+            raise ValueError(f"--adapter_dtype must be one of {ADAPTER_DTYPES}, got {self.adapter_dtype!r}")
+        if self.loss_chunk_size < 0:
+            raise ValueError(f"--loss_chunk_size must be >= 0 (0: the stock loss), got {self.loss_chunk_size}")
         super().__post_init__()
+        if self.checkpoint_every_n_layers > 1:
+            # HF Trainer passes `every_n_layers` from these kwargs to the model (transformers >= 5.17); 5.2x also
+            # keeps them under the new name `activation_checkpointing_kwargs`.
+            for name in ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"):
+                if hasattr(self, name):
+                    setattr(self, name, {**(getattr(self, name) or {}), "every_n_layers": self.checkpoint_every_n_layers})
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, LlavaTrainingArguments)

@@ -139,10 +139,13 @@ def configure_trainable(model, training_args: LlavaTrainingArguments):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     sharded = shards_parameters(training_args)
+    # fp32 adapters (PEFT's upcast) unless sharded or asked otherwise (`--adapter_dtype bfloat16`: QLoRA on 24 GB)
+    keep_dtype = sharded or training_args.adapter_dtype != "float32"
     if getattr(model, "is_quantized", False):
-        if sharded:
+        if keep_dtype:
             # Sharded QLoRA: ZeRO-3 / FSDP shard the 4-bit weights in bf16 containers and need one dtype, so skip
             # PEFT's fp32 upcast of the other weights (as TRL does); only the input grads for checkpointing remain.
+            # `--adapter_dtype bfloat16` skips it too: the upcast embeddings, head and ViT cost ~2 GB at 7B.
             if training_args.gradient_checkpointing:
                 model.enable_input_require_grads()
         else:
@@ -153,7 +156,7 @@ def configure_trainable(model, training_args: LlavaTrainingArguments):
             )
     # ZeRO-3 / FSDP flatten the trainable parameters into one buffer per dtype group: the adapters must be in the
     # model's dtype (DeepSpeed and FSDP keep fp32 master weights themselves), not PEFT's default fp32 upcast.
-    return get_peft_model(model, config, autocast_adapter_dtype=not sharded)
+    return get_peft_model(model, config, autocast_adapter_dtype=not keep_dtype)
 
 
 def shards_parameters(training_args: LlavaTrainingArguments) -> bool:

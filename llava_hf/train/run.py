@@ -68,11 +68,32 @@ def validate(sources, tokenizer, template, max_length, data_args: DataArguments)
     return report.bad_samples if data_args.skip_bad_samples else frozenset()
 
 
+def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments) -> str:
+    """The speed options that live on the model: padding-free rows get the per-sample `packed_sdpa` attention unless
+    `--attn_implementation` names another, and the loss runs only where there are labels (`--loss_chunk_size`).
+    Returns the language model's attention implementation as loaded, which `train` restores at the end."""
+    loaded = model.config.text_config._attn_implementation
+    if training_args.padding_free and model_args.attn_implementation is None:
+        from ..models.packed_sdpa import NAME as PACKED_SDPA
+
+        layer_types = set(getattr(model.config.text_config, "layer_types", None) or ["full_attention"])
+        if layer_types != {"full_attention"}:
+            raise ValueError(f"--padding_free: the text model has {sorted(layer_types)} layers; packed_sdpa supports "
+                             "full attention only, so give --attn_implementation (flash_attention_2, flex_attention or "
+                             "sdpa) or --padding_free false")
+        model.language_model.set_attn_implementation(PACKED_SDPA)
+    model.enable_supervised_loss(training_args.loss_chunk_size or None)
+    return loaded
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments):
     from ..data.collator import LlavaDataCollator
     from ..data.dataset import build_llava_dataset
     from ..data.templates import get_template
     from .callbacks import EvaluateChatCallback
+    from .checkpointing import (
+        ResumePointCallback, SaveAndStopCallback, StopSignals, clear_leftovers, delete_checkpoints, resolve_resume,
+    )
     from .trainer import LlavaTrainer
 
     if training_args.output_dir is None:
@@ -80,6 +101,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     check_options(model_args, training_args)
     check_model_paths(model_args)
     sources = data_sources(data_args)
+    checkpoint = resolve_resume(training_args)
 
     set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
     model, processor = load_model_and_processor(model_args, training_args)
@@ -101,6 +123,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     if len(dataset) == 0:
         raise ValueError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
 
+    loaded_attention = configure_speed(model, model_args, training_args)
+    base_model = model
     model = configure_trainable(model, training_args)
     if training_args.ddp_find_unused_parameters is None:
         # Features come from ViT layer -2, so a trained ViT's last layer never gets a gradient.
@@ -109,6 +133,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         logger.info(trainable_parameter_summary(model))
         logger.info("data: %s", dataset.stats)
 
+    stop_signals = StopSignals()
+    save_and_stop = SaveAndStopCallback(stop_signals)
     callbacks = []
     if training_args.eval_chat_prompts:
         from ..data.images import load_image
@@ -120,15 +146,22 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=LlavaDataCollator(processor.tokenizer.pad_token_id),
+        data_collator=LlavaDataCollator(processor.tokenizer.pad_token_id, padding_free=training_args.padding_free),
         processing_class=processor,
-        callbacks=callbacks,
+        callbacks=[*callbacks, save_and_stop, ResumePointCallback(checkpoint)],
     )
     for callback in callbacks:
         callback.trainer = trainer
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
-    trainer.save_state()
+    clear_leftovers(training_args)
+    with stop_signals.installed():  # until the final model is saved: a signal then lets the save finish
+        trainer.train(resume_from_checkpoint=checkpoint)
+        save_and_stop.exit_if_stopped(training_args.output_dir)
+        trainer.save_model()
+        trainer.save_state()
+    if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
+        delete_checkpoints(training_args, "--save_strategy no and the run is complete")
+    # The model handed back computes exactly what the saved folder reloads to (packed_sdpa is a training setting).
+    base_model.language_model.set_attn_implementation(loaded_attention)
     return trainer
 
 

@@ -2,20 +2,30 @@
 
 1. A modality-grouped, length-grouped sampler (XTuner's `LengthGroupedSampler`): image and text-only
    samples never share a global batch except the very last, so ranks do not diverge in which modules they
-   use, and the longest batch comes first so an OOM shows at step 1.
+   use, and the longest batch comes first so an OOM shows at step 1. With `--max_tokens_per_batch` the same
+   order is cut into micro-batches by a token budget instead of a sample count.
 2. Checkpoints hold what training changed: when the backbones are frozen, a checkpoint holds the projector
    (and whatever else trains) plus the config, whose source paths say where the frozen weights come from;
    `from_pretrained` rebuilds the rest. A 7B stage-1 checkpoint is 42 MB (bf16), not 15 GB.
+3. Checkpoints are complete or absent: written into a staging folder, then renamed into place whole
+   (`checkpointing.py`).
 """
 
+import os
 import time
+from functools import partial
 
+import torch
 from transformers import Trainer
+from transformers.trainer_utils import seed_worker
 
-from ..data.sampler import ModalityLengthGroupedSampler
+from ..data.sampler import ModalityLengthGroupedSampler, TokenBudgetBatchSampler
+from .checkpointing import discard_stale, publish_checkpoint, staging_paths
 
 
 class LlavaTrainer(Trainer):
+    _checkpoint_staging_dir = None  # set while a checkpoint is being written
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._tokens_since_log = 0
@@ -34,6 +44,30 @@ class LlavaTrainer(Trainer):
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             shard=False,
         )
+
+    def get_train_dataloader(self):
+        """With `--max_tokens_per_batch`, micro-batches come from `TokenBudgetBatchSampler` (a `batch_sampler`:
+        their sample counts vary); accelerate then gives rank r every world_size-th batch."""
+        budget = getattr(self.args, "max_tokens_per_batch", None)
+        lengths = getattr(self.train_dataset, "modality_lengths", None)
+        if not budget:
+            return super().get_train_dataloader()
+        if lengths is None:
+            raise ValueError("--max_tokens_per_batch needs a dataset with `modality_lengths` (a LlavaDataset)")
+        batch_sampler = TokenBudgetBatchSampler(
+            lengths, budget,
+            batch_size=self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
+            world_size=self.args.world_size,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+        workers = self.args.dataloader_num_workers
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_sampler=batch_sampler, collate_fn=self.data_collator, num_workers=workers,
+            pin_memory=self.args.dataloader_pin_memory, persistent_workers=self.args.dataloader_persistent_workers,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=workers, rank=self.args.process_index),
+        )
+        return self.accelerator.prepare(loader)
 
     def create_optimizer(self, model=None):
         """Per-part learning rates (`--vision_tower_learning_rate`, `--projector_learning_rate`) as optimizer
@@ -58,7 +92,9 @@ class LlavaTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self._tokens_since_log += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else 0
+        # a padding-free row has no attention mask: every position is a real token
+        mask = inputs.get("attention_mask")
+        self._tokens_since_log += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def log(self, logs, *args, **kwargs):
@@ -68,6 +104,23 @@ class LlavaTrainer(Trainer):
             logs["tokens_per_second"] = round(tokens / max(now - self._last_log_time, 1e-9), 1)
             self._tokens_since_log, self._last_log_time = 0, now
         super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        # Private override: Trainer writes checkpoint-N in place and prunes older ones within this call, before
+        # anything could tell the new one is complete; so it writes into a staging folder published whole.
+        run_dir = self._get_output_dir(trial)
+        staged, final = staging_paths(run_dir, self.state.global_step)
+        discard_stale(staged, self.args, self.accelerator)
+        self._checkpoint_staging_dir = os.path.dirname(staged)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._checkpoint_staging_dir = None
+        publish_checkpoint(staged, final, self.args, self.state, self.accelerator)
+
+    def _get_output_dir(self, trial):
+        # Private override: the folder `_save_checkpoint` writes checkpoint-N into (the staging one while saving).
+        return self._checkpoint_staging_dir or super()._get_output_dir(trial)
 
     def _save(self, output_dir=None, state_dict=None):
         model = self.accelerator.unwrap_model(self.model)

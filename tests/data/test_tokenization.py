@@ -1,9 +1,14 @@
 """Golden tests: rendered text and loss mask per template, written by hand from XTuner's template strings."""
 
+import os
+import pickle
+
 import pytest
 
 from llava_hf.data.templates import get_template
-from llava_hf.data.tokenization import IGNORE_INDEX, encode_conversation, expand_image_tokens, tokenize_conversation
+from llava_hf.data.tokenization import (
+    IGNORE_INDEX, BulkEncoder, encode_conversation, expand_image_tokens, tokenize_conversation,
+)
 
 BOS, EOS, IMG = "BOS", "EOS", "IMG"
 N_IMAGE = 3
@@ -179,3 +184,32 @@ def test_expand_image_tokens_keeps_labels_aligned():
     ids, labels = expand_image_tokens([1, 9, 4, 5], [-100, -100, -100, 5], image_token_id=9, image_seq_length=3)
     assert ids.tolist() == [1, 9, 9, 9, 4, 5]
     assert labels.tolist() == [-100, -100, -100, -100, -100, 5]
+
+
+REAL_INTERNLM2 = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "real", "internlm2_tokenizer")
+AWKWARD_TEXTS = ["", " ", "\n", "  two leading spaces", "<image>", "a<image>b", "<|im_start|>user\nHi<|im_end|>\n",
+                 "ｆｕｌｌ width……——", "[UNUSED_TOKEN_100] x", "emoji 🙂 ünïcödé", "tab\tand\r\nCRLF", "yes", "yes"]
+
+
+@pytest.mark.parametrize("which", ["tiny", "real"])
+def test_bulk_encoder_gives_the_tokenizers_ids(image_tokenizer, which):
+    """The dataset build tokenizes through BulkEncoder: same ids as `tokenizer.encode`, memo hits included, and
+    the same labels from `tokenize_conversation` (so XTuner equivalence carries over)."""
+    tokenizer = image_tokenizer
+    if which == "real":
+        if not os.path.isdir(REAL_INTERNLM2):
+            pytest.skip("../shared/real/internlm2_tokenizer is absent")
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(REAL_INTERNLM2)
+        tokenizer.add_tokens(["<image>"], special_tokens=True)
+    bulk = pickle.loads(pickle.dumps(BulkEncoder(tokenizer)))  # as it reaches a tokenizing worker
+    for text in AWKWARD_TEXTS * 2:
+        assert bulk.encode(text, add_special_tokens=False) == tokenizer.encode(text, add_special_tokens=False), text
+    assert bulk.encode("hi", add_special_tokens=True) == tokenizer.encode("hi", add_special_tokens=True)
+    assert "yes" in bulk.memo and bulk.bos_token_id == tokenizer.bos_token_id
+    template = get_template("internlm2_chat")
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    for conversation, has_image in ((WITH_IMAGE, True), (TEXT_ONLY, False)):
+        assert tokenize_conversation(conversation, bulk, template, image_token_id=image_token_id, has_image=has_image) \
+            == tokenize_conversation(conversation, tokenizer, template, image_token_id=image_token_id, has_image=has_image)

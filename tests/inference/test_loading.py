@@ -7,12 +7,9 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from PIL import Image
-from safetensors.torch import save_file
 
 from llava_hf.inference import UserInputError, load_model_and_processor
-from llava_hf.models.internlm2 import InternLM2ForCausalLM
-
-VIT_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+from xtuner_layout import VIT_LINEARS, randomize_, write_xtuner_llava_folder
 
 
 def logits(model, processor):
@@ -24,13 +21,6 @@ def logits(model, processor):
                        add_special_tokens=False)
     with torch.no_grad():
         return model(**inputs).logits[0, -1]
-
-
-def randomize_(parameters, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in parameters:
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
 def test_full_model_folder_loads_through_the_auto_classes(tiny_llava_parts, tiny_llava_dir):
@@ -58,27 +48,30 @@ def test_training_output_with_an_adapter_is_applied_on_the_fly(tiny_llava_dir, t
     assert not torch.allclose(expected, base_logits)  # the adapter really changes the model
 
 
-def write_xtuner_llava_folder(folder, parts, hidden_sizes, seed=2):
-    """What XTuner's pth_to_hf writes: projector/ (model.0 / model.2), llm_adapter/, visual_encoder_adapter/."""
-    vision_hidden, text_hidden = hidden_sizes
-    generator = torch.Generator().manual_seed(seed)
-    projector = {"model.0.weight": torch.randn(text_hidden, vision_hidden, generator=generator),
-                 "model.0.bias": torch.randn(text_hidden, generator=generator),
-                 "model.2.weight": torch.randn(text_hidden, text_hidden, generator=generator),
-                 "model.2.bias": torch.randn(text_hidden, generator=generator)}
-    os.makedirs(folder / "projector")
-    save_file(projector, str(folder / "projector" / "model.safetensors"))
-    # XTuner trains the LLM LoRA on the bare LLM, `output` head included (its vocabulary has no <image>).
-    llm = get_peft_model(InternLM2ForCausalLM.from_pretrained(parts / "llm"),
-                         LoraConfig(r=4, lora_alpha=8, target_modules=["wqkv", "wo", "w1", "w2", "w3", "output"]))
-    randomize_([p for n, p in llm.named_parameters() if "lora_B" in n], seed=seed + 1)
-    llm.save_pretrained(folder / "llm_adapter")
-    from transformers import CLIPVisionModel
+def test_an_adapter_folder_moved_to_another_directory_still_loads(tiny_llava_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(tiny_llava_dir))
+    base, processor = load_model_and_processor(os.path.basename(tiny_llava_dir))  # a relative path, as typed
+    trained = get_peft_model(base, LoraConfig(r=4, target_modules=["wqkv"]))
+    randomize_([p for n, p in trained.named_parameters() if "lora_B" in n], seed=4)
+    trained.save_pretrained(tmp_path / "run")
+    expected = logits(trained, processor)
+    recorded = json.loads((tmp_path / "run" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert recorded == tiny_llava_dir  # absolute, whatever the user typed
+    os.rename(tmp_path / "run", tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    loaded, _ = load_model_and_processor("moved")
+    torch.testing.assert_close(logits(loaded, processor), expected)
 
-    vit = get_peft_model(CLIPVisionModel.from_pretrained(parts / "clip"), LoraConfig(r=4, target_modules=VIT_LINEARS))
-    randomize_([p for n, p in vit.named_parameters() if "lora_B" in n], seed=seed + 2)
-    vit.save_pretrained(folder / "visual_encoder_adapter")
-    return projector, llm, vit
+
+def test_an_adapter_whose_base_is_gone_names_the_field_and_the_path(tiny_llava_dir, tmp_path):
+    base, _ = load_model_and_processor(tiny_llava_dir)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["wqkv"])).save_pretrained(tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "deleted_stage1")
+    (tmp_path / "run" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match=r"run: adapter_config.json base_model_name_or_path = .*deleted_stage1 "
+                                             r"does not exist"):
+        load_model_and_processor(str(tmp_path / "run"))
 
 
 def test_xtuner_triple_loads_projector_and_both_adapters(tiny_llava_parts, tmp_path):

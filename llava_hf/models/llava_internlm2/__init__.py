@@ -24,6 +24,8 @@ def register():
             LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, exist_ok=True
         )
     AutoProcessor.register(LlavaInternLM2Config, LlavaInternLM2Processor, exist_ok=True)
+    # Saved processors carry `auto_map` + processing_llava_internlm2.py, for users without llava_hf.
+    LlavaInternLM2Processor.register_for_auto_class()
 
 
 __all__ = [

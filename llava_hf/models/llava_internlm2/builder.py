@@ -5,20 +5,20 @@ import os
 import tempfile
 
 import torch
-from safetensors.torch import load_file
 from transformers import AddedToken, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
+from .checkpoint_io import copy_tensors_into, full_shape, read_tensors
 from .configuration_llava_internlm2 import LlavaInternLM2Config
 from .modeling_llava_internlm2 import (
     LlavaInternLM2ForConditionalGeneration,
-    _full_shape,
     causal_lm_from_config,
     resize_token_embeddings_to_mean,
 )
 from .processing_llava_internlm2 import LlavaInternLM2Processor
 
 PROJECTOR_PREFIX = "multi_modal_projector."
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>")
 
 
 def build_llava_from_pretrained(
@@ -125,33 +125,16 @@ def build_tiny_llava(
 def load_projector_weights(model: LlavaInternLM2ForConditionalGeneration, path: str) -> None:
     """Load `multi_modal_projector.*` tensors from a safetensors file or a model folder; every projector parameter
     must be present with the right shape."""
-    if os.path.isdir(path):
-        files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no .safetensors file with projector weights")
-        tensors = {}
-        for name in files:
-            tensors.update(load_file(os.path.join(path, name)))
-    elif os.path.isfile(path):
-        tensors = load_file(path)
-    else:
+    if not os.path.exists(path):
         raise FileNotFoundError(f"projector weights not found: {path}")
-    projector = {k[len(PROJECTOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(PROJECTOR_PREFIX)}
-    expected = model.multi_modal_projector.state_dict()
-    missing = sorted(set(expected) - set(projector))
-    if missing:
-        raise ValueError(f"{path}: missing projector tensors {[PROJECTOR_PREFIX + k for k in missing]}")
-    for key, tensor in projector.items():
-        if key not in expected or tensor.shape != expected[key].shape:
-            want = tuple(expected[key].shape) if key in expected else "no such parameter"
-            raise ValueError(f"{path}: `{PROJECTOR_PREFIX}{key}` has shape {tuple(tensor.shape)}, the model has {want}")
-    model.multi_modal_projector.load_state_dict(projector)
+    projector = {k: v for k, v in read_tensors(path).items() if k.startswith(PROJECTOR_PREFIX)}
+    copy_tensors_into(model, projector, path, require_all_under=PROJECTOR_PREFIX)
 
 
 def _assemble(language_model, vision_tower, tokenizer, image_processor, image_token, **config_fields):
     tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
     image_token_id = tokenizer.convert_tokens_to_ids(image_token)
-    vocab_rows = _full_shape(language_model.get_input_embeddings().weight)[0]  # also under DeepSpeed ZeRO-3
+    vocab_rows = full_shape(language_model.get_input_embeddings().weight)[0]  # also under DeepSpeed ZeRO-3
     resize_token_embeddings_to_mean(language_model, max(vocab_rows, image_token_id + 1))
     config = LlavaInternLM2Config(
         text_config=language_model.config,
@@ -160,16 +143,20 @@ def _assemble(language_model, vision_tower, tokenizer, image_processor, image_to
         **config_fields,
     )
     model = LlavaInternLM2ForConditionalGeneration.from_backbones(config, language_model, vision_tower)
-    # Chat turns end with the template's end-of-turn token, not EOS (internlm2-chat: `</s>` and `<|im_end|>`).
-    end_of_turn = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end|>")
-                   if t in tokenizer.get_vocab()]
-    if end_of_turn and tokenizer.eos_token_id is not None:
-        model.generation_config.eos_token_id = [tokenizer.eos_token_id, *end_of_turn]
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_chat_stop_tokens(model.generation_config, tokenizer)
     processor = LlavaInternLM2Processor(
         image_processor, tokenizer, image_token=image_token, image_seq_length=config.image_seq_length
     )
     return model, processor
+
+
+def set_chat_stop_tokens(generation_config, tokenizer) -> None:
+    """Chat turns end with the template's end-of-turn token, not EOS (internlm2-chat: `</s>` and `<|im_end|>`):
+    generation stops at either, and pads with the tokenizer's pad token."""
+    end_of_turn = [tokenizer.convert_tokens_to_ids(t) for t in END_OF_TURN_TOKENS if t in tokenizer.get_vocab()]
+    if end_of_turn and tokenizer.eos_token_id is not None:
+        generation_config.eos_token_id = [tokenizer.eos_token_id, *end_of_turn]
+        generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def _tiny_tokenizer_dir(scratch: str) -> str:
@@ -183,4 +170,4 @@ def _source(name_or_path: str) -> str:
     return os.path.abspath(name_or_path) if os.path.isdir(name_or_path) else name_or_path
 
 
-__all__ = ["build_llava_from_pretrained", "build_tiny_llava", "load_projector_weights"]
+__all__ = ["build_llava_from_pretrained", "build_tiny_llava", "load_projector_weights", "set_chat_stop_tokens"]

@@ -5,30 +5,36 @@ Same computation and submodule names as transformers' `LlavaForConditionalGenera
 including its head (`InternLM2ForCausalLM.output`, `LlamaForCausalLM.lm_head`, ...), so an LLM checkpoint
 drops in unchanged and its keys stay `language_model.<original keys>`.
 
-This file imports only transformers, safetensors and its siblings, so `save_pretrained` can copy it next
-to the weights for `trust_remote_code=True` users who do not have llava_hf installed.
+This file imports only torch, transformers and its siblings (checkpoint plumbing is in `checkpoint_io.py`), so
+`save_pretrained` can copy them next to the weights for `trust_remote_code=True` users who do not have llava_hf
+installed.
 """
 
 import contextlib
-import importlib
 import inspect
-import json
 import os
 import shutil
 from dataclasses import dataclass
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+import torch.utils.checkpoint
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
+from transformers.masking_utils import find_packed_sequence_indices
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import PreTrainedModel
 from transformers.utils import can_return_tuple, logging
 
+from .checkpoint_io import (
+    checked_from_pretrained,
+    full_shape,
+    gathered_for_update,
+    missing_backbones,
+    rebuild_from_sources,
+)
 from .configuration_llava_internlm2 import LlavaInternLM2Config
 
 
@@ -97,6 +103,11 @@ def _is_internlm2(text_config) -> bool:
     return isinstance(text_config, InternLM2Config) or getattr(text_config, "model_type", None) == "internlm2"
 
 
+def causal_lm_class(text_config):
+    """The class whose `from_pretrained` loads this text model's checkpoints (with its head)."""
+    return InternLM2ForCausalLM if _is_internlm2(text_config) else AutoModelForCausalLM
+
+
 def causal_lm_from_config(text_config, **kwargs) -> PreTrainedModel:
     """A randomly initialised causal LM (with its head) for any registered text config; `kwargs` go to
     `from_config` (`dtype`, `attn_implementation`)."""
@@ -106,33 +117,13 @@ def causal_lm_from_config(text_config, **kwargs) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(text_config, **kwargs)
 
 
-def _full_shape(tensor: torch.Tensor) -> torch.Size:
-    """A parameter's real shape, also when DeepSpeed ZeRO-3 partitioned it at construction (the local tensor is
-    then empty and the shape is in `ds_shape`)."""
-    return getattr(tensor, "ds_shape", tensor.shape)
-
-
-@contextlib.contextmanager
-def _gathered_for_update(tensors):
-    """Whole ZeRO-3-partitioned tensors for the block; what rank 0 writes is partitioned back on exit. Every rank
-    must enter it in the same order. Without ZeRO-3 it does nothing."""
-    partitioned = [t for t in tensors if hasattr(t, "ds_id")]
-    if not partitioned:
-        yield
-        return
-    # Not a plain `import`: remote-code loading would then demand deepspeed from every user of a saved folder.
-    deepspeed = importlib.import_module("deepspeed")
-    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0):
-        yield
-
-
 def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tokens: int) -> None:
     """Grow the vocabulary, filling new input/output rows with the mean of the existing rows.
 
     Unlike `resize_token_embeddings(mean_resizing=True)`, which samples the new rows, this is deterministic, so
     rebuilding a model from the same sources gives bit-identical weights.
     """
-    old_num_tokens = _full_shape(language_model.get_input_embeddings().weight)[0]
+    old_num_tokens = full_shape(language_model.get_input_embeddings().weight)[0]
     if new_num_tokens < old_num_tokens:
         raise ValueError(f"cannot shrink the vocabulary from {old_num_tokens} to {new_num_tokens} tokens")
     if new_num_tokens == old_num_tokens:
@@ -140,36 +131,10 @@ def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tok
     language_model.resize_token_embeddings(new_num_tokens, mean_resizing=False)
     embeddings = [language_model.get_input_embeddings(), language_model.get_output_embeddings()]
     weights = list({id(e.weight): e.weight for e in embeddings if e is not None}.values())
-    with torch.no_grad(), _gathered_for_update(weights):
+    with torch.no_grad(), gathered_for_update(weights):
         for weight in weights:
             mean = weight[:old_num_tokens].float().mean(dim=0, keepdim=True)
             weight[old_num_tokens:] = mean.to(weight.dtype)
-
-
-def _weight_names(folder: str) -> set[str] | None:
-    """Tensor names stored in a local folder's safetensors files, or None when it has none."""
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index) as f:
-            return set(json.load(f)["weight_map"])
-    single = os.path.join(folder, "model.safetensors")
-    if os.path.isfile(single):
-        with safe_open(single, framework="pt") as f:
-            return set(f.keys())
-    return None
-
-
-def _load_folder_tensors(folder: str) -> dict[str, torch.Tensor]:
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
-    tensors = {}
-    for name in files:
-        tensors.update(load_file(os.path.join(folder, name)))
-    return tensors
 
 
 class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, GenerationMixin):
@@ -266,6 +231,61 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         trainable = [p.sum() for p in self.multi_modal_projector.parameters() if p.requires_grad]
         return 0.0 * torch.stack(trainable).sum() if trainable else torch.zeros(())
 
+    # Training-time loss switch (set by `enable_supervised_loss`): None keeps the stock loss over full logits.
+    supervised_loss_chunk_size: int | None = None
+
+    def enable_supervised_loss(self, chunk_size: int | None) -> None:
+        """In training mode with labels, compute the LM head and cross-entropy only at positions that have a target,
+        `chunk_size` positions at a time (each chunk's logits are recomputed in backward instead of stored), and
+        return no logits. Same value and gradients as the stock loss; None restores the stock loss. In LLaVA only
+        replies carry labels, so this skips the head for most positions and never holds fp32 logits for the whole
+        batch at once (92544 x 4 bytes per position for InternLM2)."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
+        text_config = self.config.text_config
+        for name in ("final_logit_softcapping", "logit_scale"):
+            if chunk_size is not None and getattr(text_config, name, None) is not None:
+                raise ValueError(f"the supervised-only loss applies the bare LM head; {text_config.model_type}'s "
+                                 f"`{name}` would be skipped, so keep the stock loss for this text model")
+        self.supervised_loss_chunk_size = chunk_size
+
+    def supervised_loss(
+        self,
+        hidden_states: torch.Tensor,
+        labels: torch.LongTensor,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        ignore_index: int = -100,
+        shift_labels: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """transformers' `ForCausalLMLoss` (position t predicts label t+1; the sum over targets divided by
+        `num_items_in_batch`, else their mean) from the last hidden states, with the head applied only where there is
+        a target, `supervised_loss_chunk_size` rows at a time. A batch without targets gives a zero that still reaches
+        every trainable weight (no NaN, no DDP hang)."""
+        if shift_labels is None:
+            shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        shift_labels = shift_labels.to(hidden_states.device)
+        supervised = shift_labels != ignore_index
+        hidden, targets = hidden_states[supervised], shift_labels[supervised]
+        head = self.get_output_embeddings()
+
+        def chunk_loss(chunk_hidden, chunk_targets):
+            logits = head(chunk_hidden).float()
+            return nn.functional.cross_entropy(logits, chunk_targets, reduction="sum")
+
+        total = hidden_states.reshape(-1)[0].float() * 0.0  # keeps the graph (and DDP) alive when there is no target
+        chunk = self.supervised_loss_chunk_size or max(targets.numel(), 1)
+        for start in range(0, targets.numel(), chunk):
+            pieces = (hidden[start : start + chunk], targets[start : start + chunk])
+            if torch.is_grad_enabled():
+                total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
+            else:
+                total = total + chunk_loss(*pieces)
+        if num_items_in_batch is None:
+            return total / max(targets.numel(), 1)
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(total.device)
+        return total / num_items_in_batch
+
     @can_return_tuple
     def forward(
         self,
@@ -292,6 +312,11 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         cache = cache if cache is not None else past_key_values
         if use_cache is None:  # `model.config.use_cache = False` (set for training) must reach the language model
             use_cache = getattr(self.config, "use_cache", None)
+        if use_cache is not False and cache is None and attention_mask is None and position_ids is not None:
+            # A padding-free row (several samples, positions restarting at 0) is told apart by transformers' masking
+            # only without a cache; a new cache would make it one causal sequence that attends across samples.
+            if find_packed_sequence_indices(position_ids) is not None:
+                use_cache = False
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -310,23 +335,21 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             inputs_embeds = inputs_embeds + self._zero_projector_term().to(inputs_embeds.device)
 
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
-        outputs = self.language_model(
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            return_dict=True,
-            **{CACHE_FIELD: cache},
-            **kwargs,
-        )
-        logits = outputs.logits
-
-        loss = None
-        if labels is not None:
-            if image_mask is not None:
-                labels = labels.masked_fill(image_mask.to(labels.device), -100)
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1], **loss_kwargs)
+        if labels is not None and image_mask is not None:
+            labels = labels.masked_fill(image_mask.to(labels.device), -100)
+        text_inputs = dict(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+                           use_cache=use_cache, return_dict=True, **{CACHE_FIELD: cache}, **kwargs)
+        if labels is not None and self.training and self.supervised_loss_chunk_size is not None:
+            # the decoder alone: the head runs in `supervised_loss`, only where there are targets
+            outputs = self.language_model.get_decoder()(**text_inputs)
+            logits = None
+            loss = self.supervised_loss(outputs.last_hidden_state, labels, **loss_kwargs)
+        else:
+            outputs = self.language_model(**text_inputs, logits_to_keep=logits_to_keep)
+            logits = outputs.logits
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=logits.shape[-1], **loss_kwargs)
 
         return LlavaInternLM2CausalLMOutputWithPast(
             loss=loss,
@@ -352,14 +375,15 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         config: LlavaInternLM2Config,
         language_model: PreTrainedModel | None = None,
         vision_tower: PreTrainedModel | None = None,
+        dtype: torch.dtype | None = None,
     ) -> "LlavaInternLM2ForConditionalGeneration":
-        """Assemble a model around already-loaded backbones (a missing one is built from `config`); the projector
-        is freshly initialised. The language model is grown (mean rows) to `config.text_config.vocab_size`."""
+        """Assemble a model around already-loaded backbones (a missing one is built from `config`, in `dtype`); the
+        projector is freshly initialised. The language model is grown (mean rows) to `config.text_config.vocab_size`."""
         if language_model is None:
-            language_model = causal_lm_from_config(config.text_config)
+            language_model = causal_lm_from_config(config.text_config, dtype=dtype)
         resize_token_embeddings_to_mean(language_model, config.text_config.vocab_size)
         if vision_tower is None:
-            vision_tower = AutoModel.from_config(config.vision_config)
+            vision_tower = AutoModel.from_config(config.vision_config, **({"dtype": dtype} if dtype else {}))
         # No skeleton is built: under DeepSpeed ZeRO-3 the backbones are already partitioned, and the projector is
         # partitioned when the DeepSpeed engine starts.
         model = cls(config, language_model=language_model, vision_tower=vision_tower)
@@ -372,97 +396,21 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """A full folder loads as usual. A local folder whose weights lack a backbone (a stage-1 checkpoint with only
         the projector) is rebuilt from `config.text_model_name_or_path` / `config.vision_model_name_or_path`, and
-        the folder's tensors are loaded on top."""
-        folder = os.fspath(pretrained_model_name_or_path)
-        names = _weight_names(folder) if os.path.isdir(folder) else None
-        if names is None:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        stored_parts = {name.split(".", 1)[0] for name in names}
-        missing = [part for part in ("language_model", "vision_tower") if part not in stored_parts]
+        the folder's tensors are loaded on top. Weights missing in any other case raise (see `checkpoint_io`)."""
+        missing = missing_backbones(pretrained_model_name_or_path)
         if not missing:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            return checked_from_pretrained(
+                super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs
+            )
+        folder = os.fspath(pretrained_model_name_or_path)
         if model_args:
             raise TypeError(f"{folder}: positional model arguments are not supported when rebuilding from sources")
-        return cls._from_backbone_sources(folder, missing, **kwargs)
-
-    @classmethod
-    def _from_backbone_sources(
-        cls,
-        folder,
-        missing,
-        config=None,
-        dtype=None,
-        torch_dtype=None,
-        attn_implementation=None,
-        device_map=None,
-        quantization_config=None,
-        **kwargs,
-    ):
-        # Hub/auto plumbing that means nothing for a local folder.
-        for name in ("_from_auto", "trust_remote_code", "adapter_kwargs", "revision", "token", "cache_dir",
-                     "local_files_only", "force_download", "proxies", "subfolder", "code_revision", "_commit_hash"):
-            kwargs.pop(name, None)
-        if kwargs:
-            raise TypeError(f"{folder}: {sorted(kwargs)} not supported when rebuilding a checkpoint without backbones")
-        config = config if config is not None else LlavaInternLM2Config.from_pretrained(folder)
-        dtype = dtype if dtype is not None else torch_dtype
-        dtype_kwargs = {"dtype": dtype} if dtype is not None else {}
-        load_kwargs = dict(dtype_kwargs)
-        if attn_implementation is not None:
-            load_kwargs["attn_implementation"] = attn_implementation
-        device = _single_device(device_map, folder)
-        if device is not None:
-            load_kwargs["device_map"] = {"": device}
-
-        sources = {"language_model": config.text_model_name_or_path, "vision_tower": config.vision_model_name_or_path}
-        field = {"language_model": "text_model_name_or_path", "vision_tower": "vision_model_name_or_path"}
-        for part in missing:
-            if not sources[part]:
-                raise ValueError(
-                    f"{folder}: the weights have no `{part}.*` tensors and config.{field[part]} is not set, so the "
-                    f"{part} cannot be rebuilt; save the full model or record where the backbone comes from"
-                )
-        language_model = vision_tower = None
-        if "language_model" in missing:
-            lm_kwargs = dict(load_kwargs)
-            if quantization_config is not None:
-                lm_kwargs["quantization_config"] = quantization_config
-            lm_class = InternLM2ForCausalLM if _is_internlm2(config.text_config) else AutoModelForCausalLM
-            language_model = lm_class.from_pretrained(sources["language_model"], **lm_kwargs)
-        else:  # stored in the folder: an empty one of the right dtype to load into
-            language_model = causal_lm_from_config(config.text_config, **dtype_kwargs)
-        if "vision_tower" in missing:
-            vision_tower = AutoModel.from_pretrained(sources["vision_tower"], **load_kwargs)
-        else:
-            vision_tower = AutoModel.from_config(config.vision_config, **dtype_kwargs)
-        model = cls.from_backbones(config, language_model=language_model, vision_tower=vision_tower)
-        model.load_checkpoint_tensors(folder)
-        if device is not None and quantization_config is None:
-            model.to(device)  # a part built from the config above starts on the CPU
-        # As `from_pretrained` does: PEFT records it as the adapter's base model.
-        model.name_or_path = model.config.name_or_path = folder
-        return model.eval()
-
-    def load_checkpoint_tensors(self, folder: str) -> None:
-        """Copy every tensor of a folder's safetensors files into the parameter of the same name (strict)."""
-        tensors = _load_folder_tensors(folder)
-        state = self.state_dict(keep_vars=True)
-        for name, tensor in tensors.items():
-            if name not in state:
-                raise ValueError(f"{folder}: tensor `{name}` matches no parameter of {type(self).__name__}")
-            if tensor.shape != _full_shape(state[name]):
-                raise ValueError(
-                    f"{folder}: tensor `{name}` has shape {tuple(tensor.shape)}, the model expects "
-                    f"{tuple(_full_shape(state[name]))}"
-                )
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                with _gathered_for_update([state[name]]):
-                    state[name].copy_(tensor)
+        return rebuild_from_sources(cls, folder, missing, causal_lm_class, **kwargs)
 
     def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
-        """Also writes `auto_map` and the code files (this one, the config, InternLM2's), so the folder loads with
-        `trust_remote_code=True` where llava_hf is not installed."""
+        """Also writes `auto_map` and the code files (this one, the config, checkpoint_io, InternLM2's), so the folder
+        loads with `trust_remote_code=True` where llava_hf is not installed. The training-time `use_cache=False`
+        is not saved: whoever loads the folder generates with the KV cache."""
         import transformers
 
         auto_map = {"AutoConfig": f"{_module_name(LlavaInternLM2Config)}.LlavaInternLM2Config"}
@@ -470,24 +418,17 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             if hasattr(transformers, auto_class):
                 auto_map[auto_class] = f"{_module_name(type(self))}.{type(self).__name__}"
         self.config.auto_map = auto_map
-        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        training_use_cache = self.config.__dict__.pop("use_cache", None)  # set by the training setup
+        try:
+            super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        finally:
+            if training_use_cache is not None:
+                self.config.use_cache = training_use_cache
         if is_main_process:
-            for source in {inspect.getfile(c) for c in (LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration,
-                                                        InternLM2Config, InternLM2ForCausalLM)}:
+            code = (LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, rebuild_from_sources, InternLM2Config,
+                    InternLM2ForCausalLM)
+            for source in {inspect.getfile(c) for c in code}:
                 shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
-
-
-def _single_device(device_map, folder):
-    """The one device a rebuilt model goes to: backbones from sources are not split across devices."""
-    if device_map is None:
-        return None
-    if isinstance(device_map, dict):
-        if set(device_map) != {""}:
-            raise TypeError(f"{folder}: a per-module device_map is not supported when rebuilding from sources")
-        device_map = device_map[""]
-    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device_map
 
 
 def _module_name(cls) -> str:

@@ -1,0 +1,33 @@
+"""`llava-hf import-xtuner`: XTuner's `pth_to_hf` LLaVA folder (projector/, llm_adapter/, visual_encoder_adapter/,
+or full llm/ / visual_encoder/) in our format (see `llava_hf.export.xtuner_import`)."""
+
+import argparse
+import sys
+
+from .merge import add_output_arguments
+from .user_errors import USER_ERRORS, report_user_error
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("out", metavar="OUT", help="the folder to write")
+    parser.add_argument("--llava", required=True, metavar="XTUNER_DIR", help="XTuner's pth_to_hf output")
+    parser.add_argument("--llm", metavar="LLM_DIR",
+                        help="the LLM XTuner trained on (not needed when XTUNER_DIR holds the full LLM)")
+    parser.add_argument("--visual-encoder", metavar="CLIP_DIR",
+                        help="the CLIP XTuner trained on (not needed when XTUNER_DIR has visual_encoder/)")
+    parser.add_argument("--keep-adapters", action="store_true",
+                        help="keep the LoRA weights as one PEFT adapter over OUT/base instead of merging them")
+    add_output_arguments(parser)
+
+
+def run(args) -> int:
+    from llava_hf.export.xtuner_import import import_xtuner
+
+    try:
+        out = import_xtuner(args.out, args.llava, llm=args.llm, visual_encoder=args.visual_encoder,
+                            keep_adapters=args.keep_adapters, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                            force=args.force)
+    except USER_ERRORS as error:
+        return report_user_error("import-xtuner", error)
+    print(f"XTuner model imported to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,48 @@
+"""`llava-hf merge`: one complete, self-contained model folder from anything training writes (see
+`llava_hf.export.merge`), or the seed's `merge LLM_DIR LLM_ADAPTER OUT` and
+`merge CLIP_DIR CLIP_ADAPTER OUT --is-clip`."""
+
+import argparse
+import sys
+
+from .user_errors import USER_ERRORS, report_user_error
+
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    parser.usage = "llava-hf merge [options] SRC OUT | BASE ADAPTER OUT [--is-clip]"
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="SRC OUT: a training output (full, stage-1, LoRA/QLoRA adapter, checkpoint-N) -> one "
+                             "complete folder. BASE ADAPTER OUT: a PEFT adapter merged into a bare LLM (or CLIP, "
+                             "with --is-clip), e.g. XTuner's llm_adapter/ and visual_encoder_adapter/")
+    parser.add_argument("--is-clip", action="store_true", help="BASE is a CLIP vision model (ADAPTER a ViT LoRA)")
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, out_folder: bool = True):
+    """Options shared by the commands that write a model folder (`out_folder`: to an OUT the user names)."""
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="weights dtype (auto: as stored; a QLoRA base is never loaded in 4 bits)")
+    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
+    if out_folder:
+        parser.add_argument("--force", action="store_true", help="replace OUT if it exists and is not empty")
+
+
+def run(args) -> int:
+    from llava_hf.export.merge import merge_model_folder, merge_plain_adapter
+    from llava_hf.inference.errors import UserInputError
+
+    try:
+        if len(args.paths) == 2 and not args.is_clip:
+            out = merge_model_folder(*args.paths, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                                     force=args.force)
+        elif len(args.paths) == 3:
+            out = merge_plain_adapter(*args.paths, is_clip=args.is_clip, dtype=args.dtype,
+                                      max_shard_size=args.max_shard_size, force=args.force)
+        else:
+            raise UserInputError(f"give SRC OUT, or BASE ADAPTER OUT (--is-clip needs all three); got {args.paths}")
+    except USER_ERRORS as error:
+        return report_user_error("merge", error)
+    print(f"merged model written to {out}", file=sys.stderr)
+    return 0

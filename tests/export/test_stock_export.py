@@ -1,0 +1,86 @@
+"""`llava-hf export-hf`: stock `LlavaForConditionalGeneration` folders that plain transformers loads without
+llava_hf and without remote code, with our logits and our greedy generation (InternLM2- and Llama-based)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
+
+from llava_hf.cli.main import main as cli
+from llava_hf.export.stock_llava import stock_llava_config
+from llava_hf.inference import UserInputError, load_model_and_processor
+from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, build_tiny_llava
+
+
+@pytest.fixture(scope="module", params=["internlm2", "llama"])
+def model_dir(request, tmp_path_factory, tiny_tokenizer_dir):
+    """A saved tiny model of each text-model family (the Llama one stands for Vicuna / LLaVA-1.5)."""
+    root = tmp_path_factory.mktemp(f"{request.param}_model")
+    model, processor = build_tiny_llava(save_dir=str(root / "parts"), tokenizer_dir=tiny_tokenizer_dir,
+                                        text_model_type=request.param, seed=3, **TINY)
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    return root / "model"
+
+
+def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir, image, tmp_path,
+                                                                       run_without_llava_hf):
+    model, processor = load_model_and_processor(str(model_dir), torch_dtype="float32")
+    inputs = chat_inputs(processor, image)
+    assert cli(["export-hf", str(model_dir), str(tmp_path / "stock")]) == 0
+    config = json.loads((tmp_path / "stock" / "config.json").read_text())
+    assert config["model_type"] == "llava" and config["text_config"]["model_type"] == "llama"
+    assert config["image_token_index"] == model.config.image_token_id and "auto_map" not in config
+    assert not list((tmp_path / "stock").glob("*.py"))  # no remote code at all, and nothing that names any
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        assert "auto_map" not in json.loads((tmp_path / "stock" / name).read_text()), name
+    prefixes = {".".join(key.split(".")[:2]) for key in load_file(tmp_path / "stock" / "model.safetensors")}
+    # the Hub's LLaVA layout, which transformers 4.x and vLLM read too
+    assert prefixes == {"language_model.model", "language_model.lm_head", "vision_tower.vision_model",
+                        "multi_modal_projector.linear_1", "multi_modal_projector.linear_2"}
+
+    stock = run_folder(run_without_llava_hf, tmp_path / "stock", image, tmp_path, stock=True)
+    assert stock["classes"] == ["transformers.models.llava.modeling_llava.LlavaForConditionalGeneration",
+                                "transformers.models.llava.processing_llava.LlavaProcessor",
+                                "transformers.tokenization_utils_tokenizers.TokenizersBackend"]
+    assert torch.equal(stock["input_ids"], inputs["input_ids"])  # same prompt, ids and image-token count
+    pixel_difference = (stock["pixel_values"] - inputs["pixel_values"]).abs().max().item()
+    logit_difference = (stock["logits"] - logits_of(model, inputs)).abs().max().item()
+    print(f"{model.config.text_config.model_type}: stock export vs ours: max abs pixel difference "
+          f"{pixel_difference:.2e}, max abs logit difference {logit_difference:.2e}")
+    assert pixel_difference < 1e-5  # LlavaImageProcessor(do_pad=True) pads with the mean colour as ours does
+    assert logit_difference < 1e-4
+    with torch.no_grad():
+        ours = model.generate(**inputs, **GREEDY)
+    assert torch.equal(stock["generated"], ours)
+    assert stock["tokenizer_ids"] == processor.tokenizer(TOKENIZER_TEXT).input_ids
+    assert stock["padding_side"] == processor.tokenizer.padding_side
+    generation = json.loads((tmp_path / "stock" / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [processor.tokenizer.eos_token_id,
+                                          processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+class RemoteCodeLLMConfig(PreTrainedConfig):
+    """A text model transformers does not implement (it would come with trust_remote_code)."""
+
+    model_type = "my_remote_llm"
+
+
+def test_what_stock_llava_cannot_express_is_refused_with_the_reason():
+    llama = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2)
+    clip = CLIPVisionConfig(image_size=28, patch_size=14, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=2)
+    assert stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=clip, image_token_id=99))
+    remote = RemoteCodeLLMConfig(hidden_size=32, vocab_size=100)
+    with pytest.raises(UserInputError, match="the language model is a 'my_remote_llm' model, which transformers "
+                                             "does not implement"):
+        stock_llava_config(LlavaInternLM2Config(text_config=remote, vision_config=clip, image_token_id=99))
+    siglip = SiglipVisionConfig(image_size=28, patch_size=14, hidden_size=32, intermediate_size=64,
+                                num_hidden_layers=1, num_attention_heads=2)
+    with pytest.raises(UserInputError, match="the vision tower is 'siglip_vision_model'.*only known to match ours for "
+                                             "CLIP"):
+        stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=siglip, image_token_id=99))
