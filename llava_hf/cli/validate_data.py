@@ -1,4 +1,8 @@
-"""`llava-hf validate-data`: check LLaVA-format data before training; non-zero exit on any error."""
+"""`llava-hf validate-data`: check LLaVA-format data before training; non-zero exit on any error.
+
+Warnings (printed with their sample, exit 0) are what training leaves out without failing: leading `gpt`
+turns, a last `human` turn without a reply (both as LLaVA and XTuner do), replies lost to truncation.
+"""
 
 import argparse
 

@@ -1,14 +1,18 @@
 """LLaVA-format `conversations` -> (input, output) turns, with the checks every sample must pass.
 
 Same turns as XTuner's `llava_map_fn`: the image is moved to the start of the first user turn
-(`"<image>\\n" + text`). Where XTuner silently drops or merges (a leading `gpt` turn, two user turns in a
-row, a trailing question without reply), we raise: such samples are almost always broken data.
+(`"<image>\\n" + text`), leading `gpt` turns are stripped and a trailing `human` turn without a reply is
+dropped (ShareGPT conversations in the LLaVA-1.5 mix open with the assistant or end with a question; LLaVA
+and FastChat drop those turns too). Both are reported as warnings by the callers. Where XTuner silently
+merges or drops more (two user turns in a row, no complete turn left), we raise: such samples are broken data.
 """
 
 from dataclasses import dataclass
 
 IMAGE_TOKEN = "<image>"
 USER_ROLE, ASSISTANT_ROLE = "human", "gpt"
+LEADING_GPT_STRIPPED = "leading_gpt_turn_stripped"
+TRAILING_HUMAN_DROPPED = "trailing_human_turn_dropped"
 
 
 @dataclass(frozen=True)
@@ -17,23 +21,54 @@ class Turn:
     output: str
 
 
-def check_conversations(conversations, has_image: bool) -> None:
-    """Raise ValueError describing the first problem: shape, role order, and the one-image rules."""
+@dataclass(frozen=True)
+class Trimmed:
+    """Where the trainable part of a conversation starts and ends: `conversations[start:end]`."""
+
+    start: int  # number of leading `gpt` turns stripped
+    end: int  # len(conversations) - 1 when a trailing `human` turn is dropped
+
+    @property
+    def n_turns(self) -> int:
+        return (self.end - self.start) // 2
+
+    def warnings(self, conversations) -> list[tuple[str, str]]:
+        """`(kind, message)` for each part left out, for `llava-hf validate-data` and the data summary."""
+        found = []
+        if self.start:
+            found.append((LEADING_GPT_STRIPPED, f"stripped {self.start} leading 'gpt' turn(s) before the first "
+                                                "'human' turn (as LLaVA and XTuner do)"))
+        if self.end < len(conversations):
+            found.append((TRAILING_HUMAN_DROPPED, "dropped the last 'human' turn, which has no 'gpt' reply "
+                                                  "(as LLaVA and XTuner do)"))
+        return found
+
+
+def check_conversations(conversations, has_image: bool) -> Trimmed:
+    """Raise ValueError describing the first problem: shape, role order, and the one-image rules.
+
+    Returns what training keeps; the turns it leaves out (leading `gpt`, a trailing `human`) are not errors.
+    The order and image rules apply to the kept turns; indices in messages are those of the sample.
+    """
     if not isinstance(conversations, list) or not conversations:
         raise ValueError(f"'conversations' must be a non-empty list, got {_short(conversations)}")
     for i, message in enumerate(conversations):
         if not isinstance(message, dict) or not isinstance(message.get("value"), str):
             raise ValueError(f"conversations[{i}] must be an object with a string 'value', got {_short(message)}")
-        role = message.get("from")
-        expected = USER_ROLE if i % 2 == 0 else ASSISTANT_ROLE
-        if role not in (USER_ROLE, ASSISTANT_ROLE):
-            raise ValueError(f"conversations[{i}] has role {role!r}; expected 'human' or 'gpt'")
-        if role != expected:
-            what = "starts with a 'gpt' turn" if i == 0 else f"has two {role!r} turns in a row at index {i}"
-            raise ValueError(f"conversation {what}; turns must alternate human, gpt, human, gpt, ...")
-    if len(conversations) % 2:
-        raise ValueError("conversation ends with a 'human' turn that has no 'gpt' reply")
-    counts = [m["value"].count(IMAGE_TOKEN) for m in conversations]
+        if message.get("from") not in (USER_ROLE, ASSISTANT_ROLE):
+            raise ValueError(f"conversations[{i}] has role {message.get('from')!r}; expected 'human' or 'gpt'")
+    start = 0
+    while start < len(conversations) and conversations[start]["from"] == ASSISTANT_ROLE:
+        start += 1
+    for i in range(start, len(conversations)):
+        role = conversations[i]["from"]
+        if role != (USER_ROLE if (i - start) % 2 == 0 else ASSISTANT_ROLE):
+            raise ValueError(f"conversation has two {role!r} turns in a row at index {i}; turns must alternate "
+                             "human, gpt, human, gpt, ...")
+    end = start + (len(conversations) - start) // 2 * 2
+    if end == start:
+        raise ValueError("conversation has no complete turn (a 'human' turn followed by a 'gpt' reply)")
+    counts = [m["value"].count(IMAGE_TOKEN) for m in conversations[start:end]]
     total = sum(counts)
     if has_image:
         if total > 1:
@@ -42,11 +77,13 @@ def check_conversations(conversations, has_image: bool) -> None:
             raise ValueError("sample has an image but '<image>' is missing from the first human turn")
     elif total:
         raise ValueError("conversation contains '<image>' but the sample has no 'image'")
+    return Trimmed(start, end)
 
 
 def conversation_to_turns(conversations, has_image: bool) -> list[Turn]:
     """Checked conversation -> turns, with `<image>` moved to the front of the first user turn."""
-    check_conversations(conversations, has_image)
+    kept = check_conversations(conversations, has_image)
+    conversations = conversations[kept.start:kept.end]
     turns = []
     for question, answer in zip(conversations[0::2], conversations[1::2]):
         text = question["value"]

@@ -9,12 +9,14 @@ import logging
 import os
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Collection, Sequence
 
 import datasets
 import pyarrow as pa
 import torch
 
+from .conversation import LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED, check_conversations
 from .errors import DataError, describe_sample
 from .images import load_image, resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_image
@@ -124,7 +126,12 @@ def build_llava_dataset(
     table, stats = load_or_build(cache_dir, [s.data_path for s in sources], tokenizer, settings, build)
     summary = ", ".join(f"{k}={v}" for k, v in stats.items())
     left_out = stats["bad"] + stats["excluded"] + stats["no_supervised_tokens"]
-    (logger.warning if left_out else logger.info)("LLaVA data: %s (%d samples left out)", summary, left_out)
+    trimmed = stats[LEADING_GPT_STRIPPED] or stats[TRAILING_HUMAN_DROPPED]
+    (logger.warning if left_out or trimmed else logger.info)("LLaVA data: %s (%d samples left out)", summary, left_out)
+    if trimmed:
+        logger.warning("LLaVA data: leading 'gpt' turns stripped from %d samples, an unanswered last 'human' turn "
+                       "dropped from %d (as LLaVA and XTuner do; `llava-hf validate-data` lists them)",
+                       stats[LEADING_GPT_STRIPPED], stats[TRAILING_HUMAN_DROPPED])
     return LlavaDataset(table, sources, processor, pad_to_square, stats, cache_images=cache_images)
 
 
@@ -133,6 +140,7 @@ _TABLE_FEATURES = datasets.Features({
     "image": datasets.Value("string"), "input_ids": datasets.Sequence(datasets.Value("int32")),
     "labels": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32"),
     "status": datasets.Value("string"), "error": datasets.Value("string"),
+    "trimmed": datasets.Sequence(datasets.Value("string")),
 })
 PARALLEL_THRESHOLD = 20_000  # below this many samples, worker start-up costs more than it saves
 
@@ -149,11 +157,11 @@ class _SampleEncoder:
         self.image_seq_length = image_seq_length
 
     def __call__(self, batch):
-        out = {name: [] for name in ("id", "image", "input_ids", "labels", "length", "status", "error")}
+        out = {name: [] for name in ("id", "image", "input_ids", "labels", "length", "status", "error", "trimmed")}
         for source_index, index, text in zip(batch["source"], batch["index"], batch["record"]):
             record = json.loads(text)
             source = self.sources[source_index]
-            image, input_ids, labels, status, error = None, [], [], "ok", None
+            image, input_ids, labels, status, error, trimmed = None, [], [], "ok", None, []
             try:
                 check_record(record)
                 image = sample_image(record)
@@ -165,12 +173,14 @@ class _SampleEncoder:
                 )
                 if not has_supervised_tokens(labels):
                     status = "no_supervised_tokens"
+                conversations = record["conversations"]
+                trimmed = [kind for kind, _ in check_conversations(conversations, image is not None).warnings(conversations)]
             except ValueError as e:
                 status, error = "bad", f"{describe_sample(source.data_path, index, sample_id(record))}: {e}"
             n_image_tokens = input_ids.count(self.image_token_id) if image is not None else 0
             length = len(input_ids) + n_image_tokens * (self.image_seq_length - 1)
             row = dict(id=sample_id(record), image=image, input_ids=input_ids, labels=labels, length=length,
-                       status=status, error=error)
+                       status=status, error=error, trimmed=trimmed)
             for name, value in row.items():
                 out[name].append(value)
         return out
@@ -206,7 +216,8 @@ def _records_table(sources, exclude, stats) -> datasets.Dataset:
 
 def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
                       exclude, num_proc):
-    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0}
+    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0,
+             LEADING_GPT_STRIPPED: 0, TRAILING_HUMAN_DROPPED: 0}
     records = _records_table(sources, exclude, stats)
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, 16) if len(records) >= PARALLEL_THRESHOLD else 1
@@ -230,7 +241,8 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
         raise DataError(f"no usable samples in {', '.join(s.data_path for s in sources)} ({stats})")
     if len(keep) < len(table):
         table = table.select(keep).flatten_indices()
-    table = table.remove_columns(["status", "error"])
+    stats.update(Counter(kind for kinds in table["trimmed"][:] for kind in kinds))  # counted on the kept samples
+    table = table.remove_columns(["status", "error", "trimmed"])
     stats["kept"] = len(table)
     stats["text_only"] = table["image"][:].count(None)
     stats["with_image"] = stats["kept"] - stats["text_only"]

@@ -65,6 +65,7 @@ phi3_chat = PromptTemplate(
     stop_words=("<|end|>",),
 )
 # LLaVA-1.5 stage 1 (`conv_llava_plain`): BOS, the image, the caption and "\n" (with loss), nothing else.
+# Single-turn image captions only: text-only and multi-turn samples are errors (`check_template_accepts`).
 plain = PromptTemplate(
     system="{system}",
     instruction="{input}",

@@ -32,6 +32,7 @@ def tokenize_conversation(
 ) -> tuple[list[int], list[int]]:
     """Compact encoding: the image is a single `image_token_id`. Raises ValueError for a bad conversation."""
     turns = conversation_to_turns(conversations, has_image)
+    check_template_accepts(template, len(turns), has_image)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     needs_eos = not template.suffix_as_eos
     if needs_eos and tokenizer.eos_token_id is None:
@@ -45,8 +46,8 @@ def tokenize_conversation(
     turn_needs_bos = True
     for round_index, turn in enumerate(turns):
         user_text = turn.input
-        if template.image_only_input:
-            user_text = IMAGE_TOKEN if IMAGE_TOKEN in user_text else ""
+        if template.image_only_input:  # one turn with an image (check_template_accepts)
+            user_text = IMAGE_TOKEN
         prompt = template.instruction.format(input=user_text, round=round_index + 1)
         if round_index == 0 and system:
             prompt = template.system.format(system=system) + prompt
@@ -60,6 +61,19 @@ def tokenize_conversation(
         labels += [IGNORE_INDEX] * len(prompt_ids) + reply_ids + [IGNORE_INDEX] * len(sep_ids)
         turn_needs_bos = needs_eos
     return input_ids[:max_length], labels[:max_length]
+
+
+def check_template_accepts(template: PromptTemplate, n_turns: int, has_image: bool) -> None:
+    """LLaVA's `plain` format is single-turn image captioning: it keeps only the image of the user turn, so a
+    text-only sample would become BOS + reply and later questions would vanish. Raise ValueError for those."""
+    if not template.image_only_input:
+        return
+    if not has_image:
+        raise ValueError("the 'plain' template (LLaVA's single-turn image captioning) needs an image; this sample "
+                         "is text-only")
+    if n_turns > 1:
+        raise ValueError(f"the 'plain' template (LLaVA's single-turn image captioning) takes one turn; this sample "
+                         f"has {n_turns}")
 
 
 def expand_image_tokens(input_ids, labels, image_token_id: int, image_seq_length: int):

@@ -17,8 +17,8 @@ from .conversation import check_conversations
 from .errors import DataError, describe_sample
 from .images import resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_image
-from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
-from .tokenization import DEFAULT_MAX_LENGTH, has_supervised_tokens, tokenize_conversation
+from .templates import CHAT_TEMPLATE, DEFAULT_TEMPLATE, PromptTemplate, get_template
+from .tokenization import DEFAULT_MAX_LENGTH, check_template_accepts, has_supervised_tokens, tokenize_conversation
 
 ERROR, WARNING = "error", "warning"
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's decompression-bomb threshold
@@ -95,12 +95,13 @@ def validate_data(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     num_workers: int = 16,
 ) -> ValidationReport:
-    """Check JSON shape, roles and order, the one-image rules, image files (inside the folder, exist,
-    non-empty, header readable, not a decompression bomb, not truncated) and, with a tokenizer, that
-    some reply token survives truncation to `max_length`."""
+    """Check JSON shape, roles and order, the one-image rules, what the template accepts (`plain`: one turn
+    with an image), image files (inside the folder, exist, non-empty, header readable, not a decompression
+    bomb, not truncated) and, with a tokenizer, that some reply token survives truncation to `max_length`.
+    Leading `gpt` turns and a trailing unanswered `human` turn are warnings: training leaves them out."""
     sources = [sources] if isinstance(sources, DataSource) else list(sources)
-    if tokenizer is not None and isinstance(template, str):
-        template = get_template(template, tokenizer)
+    if isinstance(template, str):  # "chat_template" is read off the tokenizer: without one, no template checks
+        template = None if template == CHAT_TEMPLATE and tokenizer is None else get_template(template, tokenizer)
     report = ValidationReport()
     report.counts.update(samples=0, with_image=0, text_only=0, files=len(sources), image_found_by_stem=0)
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, warnings.catch_warnings():
@@ -146,7 +147,7 @@ class _SampleChecker:
     source: DataSource
     source_index: int
     tokenizer: object
-    template: PromptTemplate
+    template: PromptTemplate | None
     max_length: int
     check_images: bool
     max_image_pixels: int
@@ -170,9 +171,16 @@ class _SampleChecker:
         counts["with_image" if image is not None else "text_only"] += 1
         problems = []
         try:
-            check_conversations(record["conversations"], has_image=image is not None)
+            kept = check_conversations(record["conversations"], has_image=image is not None)
+            problems += [problem(kind, message, WARNING) for kind, message in kept.warnings(record["conversations"])]
         except ValueError as e:
             problems.append(problem("bad_conversation", str(e)))
+        else:
+            if self.template is not None:
+                try:
+                    check_template_accepts(self.template, kept.n_turns, has_image=image is not None)
+                except ValueError as e:
+                    problems.append(problem("not_for_template", str(e)))
         if image is not None:
             if self.source.image_folder is None:
                 problems.append(problem("no_image_folder", "sample has an 'image' but its data source has no image_folder"))
@@ -182,7 +190,7 @@ class _SampleChecker:
                     counts["image_found_by_stem"] += found_by_stem
                 except ValueError as e:
                     problems.append(problem("bad_image", str(e)))
-        if self.tokenizer is not None and not problems:
+        if self.tokenizer is not None and not any(p.severity == ERROR for p in problems):
             _, labels = tokenize_conversation(
                 record["conversations"], self.tokenizer, self.template, image_token_id=_PLACEHOLDER_IMAGE_ID,
                 max_length=self.max_length, has_image=image is not None,

@@ -1,8 +1,10 @@
 """The demo's synthetic task: one coloured shape on a plain background, in LLaVA JSON and MMBench TSV.
 
-Small enough to learn on a laptop CPU, hard enough that the answer needs the image: stage 1 captions
-("A red circle on a white background."), stage 2 multiple-choice questions about colour and shape in the
-MMBench prompt format, answered with the option's word. Everything is deterministic per seed.
+Small enough to learn on a laptop CPU, hard enough that the answer needs the image. Stage 1 captions
+("A red circle on a white background."). Stage 2 is shaped like the LLaVA-1.5 mix: open questions with a
+one-word answer (LLaVA's VQA suffix "Answer the question using a single word or phrase."), free questions
+answered with a sentence, multiple-choice questions in MMBench's exact prompt answered with the option's
+letter, and two-turn conversations, plus a few text-only questions. Everything is deterministic per seed.
 """
 
 import base64
@@ -13,6 +15,8 @@ import random
 import tempfile
 
 from PIL import Image, ImageDraw
+
+from ..eval.mmbench_data import build_prompt
 
 COLORS = {
     "red": (220, 40, 40),
@@ -27,15 +31,18 @@ SHAPE_DISTRACTOR = "star"  # a fourth shape word so shape questions have four op
 BACKGROUNDS = {"white": (255, 255, 255), "light grey": (220, 220, 220)}
 IMAGE_SIZE_RANGE = (200, 500)
 OPTION_LETTERS = ("A", "B", "C", "D")
-ANSWER_SUFFIX = "Answer with the option's letter from the given choices directly."
+SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."  # LLaVA-1.5's VQA instruction
 COLOR_QUESTION = "What color is the shape?"
 SHAPE_QUESTION = "What shape is in the image?"
+DESCRIBE_QUESTION = "Describe the image."
 CAPTION_INSTRUCTIONS = (
     "Give a short caption for the image.",
     "Describe the image briefly.",
     "Write a brief description of the picture.",
     "Render a clear and concise summary of the photo.",
 )
+# Stage-2 sample kinds and their shares of the image samples (text-only questions come on top).
+FINETUNE_KINDS = {"short": 0.15, "sentence": 0.15, "multiple_choice": 0.6, "two_turn": 0.1}
 TEXT_ONLY_FRACTION = 0.05
 
 
@@ -58,9 +65,10 @@ def draw_shape(rng: random.Random, color: str, shape: str, background: str) -> I
 
 
 def multiple_choice(question: str, options: list[str]) -> str:
-    """MMBench's prompt without hint: question, "A. option" lines, then the answer instruction."""
-    lines = "".join(f"{letter}. {option}\n" for letter, option in zip(OPTION_LETTERS, options))
-    return f"{question}\n{lines}{ANSWER_SUFFIX}"
+    """The user turn `llava_hf.eval` builds for an MMBench row without hint: `<image>\n`, the question,
+    "A. option" lines and the letter instruction (the same function, so training and evaluation agree)."""
+    letters = OPTION_LETTERS[: len(options)]
+    return build_prompt({"question": question, "hint": None, **dict(zip(letters, options))}, letters)
 
 
 def _question(rng: random.Random, kind: str, color: str, shape: str) -> tuple[str, list[str], str]:
@@ -77,6 +85,49 @@ def _question(rng: random.Random, kind: str, color: str, shape: str) -> tuple[st
 
 def _random_scene(rng: random.Random) -> tuple[str, str, str]:
     return rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
+
+
+def _turn(rng: random.Random, kind: str, attribute: str, scene: tuple[str, str, str]) -> tuple[str, str]:
+    """(user text with `<image>\n` in front, reply) of one question about the scene's colour or shape."""
+    color, shape, background = scene
+    if kind == "multiple_choice":
+        question, options, answer = _question(rng, attribute, color, shape)
+        return multiple_choice(question, options), OPTION_LETTERS[options.index(answer)]
+    if kind == "short":
+        question, answer = (COLOR_QUESTION, color) if attribute == "color" else (SHAPE_QUESTION, shape)
+        return f"<image>\n{question}\n{SHORT_ANSWER_SUFFIX}", answer
+    if attribute == "color":
+        return f"<image>\n{COLOR_QUESTION}", f"The shape is {color}."
+    if rng.random() < 0.5:
+        return f"<image>\n{SHAPE_QUESTION}", f"It is a {color} {shape}."
+    return f"<image>\n{DESCRIBE_QUESTION}", f"A {color} {shape} on a {background} background."
+
+
+def _finetune_conversation(rng: random.Random, kind: str, scene) -> list[dict]:
+    """One or two turns (two for `two_turn`: colour and shape, each asked in its own randomly picked form)."""
+    attributes = ["color", "shape"]
+    rng.shuffle(attributes)
+    if kind == "two_turn":
+        turns = [_turn(rng, rng.choice(("short", "sentence", "multiple_choice")), a, scene) for a in attributes]
+    else:
+        turns = [_turn(rng, kind, attributes[0], scene)]
+    conversations = []
+    for i, (question, answer) in enumerate(turns):
+        if i:  # the image goes with the first question only
+            question = question.removeprefix("<image>\n")
+        conversations += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return conversations
+
+
+def _text_only_conversation(rng: random.Random) -> list[dict]:
+    """A multiple-choice question the text answers ("Which of these words is a color?"), replied with the
+    letter like the image ones, so text-only rows teach the same answer format."""
+    kind = rng.choice(("color", "shape"))
+    right = rng.choice(list(COLORS) if kind == "color" else SHAPES)
+    options = [right] + rng.sample(list(SHAPES) + [SHAPE_DISTRACTOR] if kind == "color" else list(COLORS), 3)
+    rng.shuffle(options)
+    question = multiple_choice(f"Which of these words is a {kind}?", options).removeprefix("<image>\n")
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": OPTION_LETTERS[options.index(right)]}]
 
 
 def make_synthetic_dataset(out_dir: str, n_pretrain: int = 1000, n_finetune: int = 1000, seed: int = 0) -> dict[str, str]:
@@ -102,31 +153,15 @@ def make_synthetic_dataset(out_dir: str, n_pretrain: int = 1000, n_finetune: int
         })
 
     finetune = []
+    kinds, weights = list(FINETUNE_KINDS), list(FINETUNE_KINDS.values())
     for i in range(n_finetune):
         sample_id = f"finetune_{i:06d}"
         if rng.random() < TEXT_ONLY_FRACTION:
-            kind = rng.choice(("color", "shape"))
-            right = rng.choice(list(COLORS) if kind == "color" else SHAPES)
-            wrong = rng.sample(list(SHAPES) + [SHAPE_DISTRACTOR] if kind == "color" else list(COLORS), 3)
-            options = [right] + wrong
-            rng.shuffle(options)
-            question = multiple_choice(f"Which of these words is a {kind}?", options)
-            finetune.append({"id": sample_id, "conversations": [
-                {"from": "human", "value": question}, {"from": "gpt", "value": right}]})
+            finetune.append({"id": sample_id, "conversations": _text_only_conversation(rng)})
             continue
-        color, shape, background = _random_scene(rng)
-        kinds = ["color", "shape"]
-        rng.shuffle(kinds)
-        conversations = []
-        for turn, kind in enumerate(kinds[: rng.choice((1, 1, 2))]):
-            question, options, answer = _question(rng, kind, color, shape)
-            prompt = multiple_choice(question, options)
-            conversations += [
-                {"from": "human", "value": f"<image>\n{prompt}" if turn == 0 else prompt},
-                {"from": "gpt", "value": answer},
-            ]
-        finetune.append({"id": sample_id, "image": save(f"{sample_id}.jpg", color, shape, background),
-                         "conversations": conversations})
+        scene = _random_scene(rng)
+        conversations = _finetune_conversation(rng, rng.choices(kinds, weights)[0], scene)
+        finetune.append({"id": sample_id, "image": save(f"{sample_id}.jpg", *scene), "conversations": conversations})
 
     paths = {
         "pretrain_json": os.path.join(out_dir, "pretrain.json"),

@@ -1,6 +1,8 @@
 import pytest
 
-from llava_hf.data.conversation import Turn, check_conversations, conversation_to_turns
+from llava_hf.data.conversation import (
+    LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED, Trimmed, Turn, check_conversations, conversation_to_turns,
+)
 
 
 def h(value):
@@ -21,9 +23,13 @@ def test_image_only_user_turn_keeps_just_the_token():
 
 
 @pytest.mark.parametrize("conversations, has_image, message", [
-    ([g("Hi"), h("<image>\nQ")], True, "starts with a 'gpt' turn"),
+    ([g("Hi"), h("<image>\nQ")], True, "no complete turn"),
+    ([g("Hi"), g("Hello")], False, "no complete turn"),
+    ([h("Q")], False, "no complete turn"),
     ([h("<image>\nQ"), g("A"), g("B")], True, "two 'gpt' turns in a row at index 2"),
-    ([h("<image>\nQ"), g("A"), h("Q2")], True, "no 'gpt' reply"),
+    ([g("Hi"), h("<image>\nQ"), g("A"), g("B")], True, "two 'gpt' turns in a row at index 3"),
+    ([h("<image>\nQ"), h("Q2"), g("A")], True, "two 'human' turns in a row at index 1"),
+    ([g("<image>"), h("Q"), g("A")], True, "missing from the first human turn"),  # the image went with the gpt turn
     ([h("<image>\nQ <image>"), g("A")], True, "2 '<image>' tokens"),
     ([h("Q"), g("A"), h("<image>"), g("B")], True, "missing from the first human turn"),
     ([h("Q"), g("A")], True, "missing from the first human turn"),
@@ -36,3 +42,15 @@ def test_image_only_user_turn_keeps_just_the_token():
 def test_bad_conversations_are_named(conversations, has_image, message):
     with pytest.raises(ValueError, match=message):
         check_conversations(conversations, has_image)
+
+
+def test_leading_gpt_turns_and_a_trailing_human_turn_are_left_out_like_xtuner():
+    clean = [h("Describe it.\n<image>"), g("A cat."), h("Colour?"), g("Black.")]
+    messy = [g("Hello! How can I help?"), g("Ask me anything."), *clean, h("And the dog?")]
+    kept = check_conversations(messy, has_image=True)
+    assert kept == Trimmed(start=2, end=6) and kept.n_turns == 2
+    assert [kind for kind, _ in kept.warnings(messy)] == [LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED]
+    assert "stripped 2 leading 'gpt' turn(s)" in kept.warnings(messy)[0][1]
+    assert conversation_to_turns(messy, has_image=True) == conversation_to_turns(clean, has_image=True)
+    assert check_conversations(clean, has_image=True).warnings(clean) == []
+    assert conversation_to_turns([h("Q"), g("A"), h("<image>")], has_image=False) == [Turn("Q", "A")]

@@ -78,6 +78,35 @@ def test_bad_samples_raise_naming_each_or_are_skipped_and_counted(tmp_path, tiny
     assert len(ds) == 1 and ds.stats["excluded"] == 2
 
 
+def test_trimmed_turns_are_trained_without_and_counted_in_the_summary(tmp_path, tiny_processor, caplog):
+    clean = conv("<image>\nQ") + conv("Q2", "B.")
+    source = write_source(tmp_path / "t", [
+        {"id": "clean", "image": "0.jpg", "conversations": clean},
+        {"id": "gpt-first", "image": "1.jpg", "conversations": [{"from": "gpt", "value": "Hi!"}, *clean]},
+        {"id": "unanswered", "image": "2.jpg", "conversations": [*clean, {"from": "human", "value": "Q3"}]},
+        {"id": "both", "conversations": [{"from": "gpt", "value": "Hi!"}, *conv("Q"), {"from": "human", "value": "?"}]},
+    ])
+    with caplog.at_level("WARNING", logger="llava_hf.data.dataset"):
+        ds = build_llava_dataset(source, tiny_processor)
+    assert len(ds) == 4 and ds.stats["bad"] == 0
+    assert ds.stats["leading_gpt_turn_stripped"] == 2 and ds.stats["trailing_human_turn_dropped"] == 2
+    assert "leading 'gpt' turns stripped from 2 samples, an unanswered last 'human' turn dropped from 2" in caplog.text
+    for i in (1, 2):
+        assert torch.equal(ds[i]["input_ids"], ds[0]["input_ids"]) and torch.equal(ds[i]["labels"], ds[0]["labels"])
+
+
+def test_plain_template_names_text_only_and_multi_turn_samples(tmp_path, tiny_processor):
+    source = write_source(tmp_path / "p", [
+        {"id": "caption", "image": "0.jpg", "conversations": conv("<image>\nDescribe.")},
+        {"id": "text", "conversations": conv("Say hi.", "Hi.")},
+        {"id": "chat", "image": "2.jpg", "conversations": conv("<image>\nQ") + conv("Q2")},
+    ])
+    with pytest.raises(DataError, match=r"2 bad samples:\n.*sample #1 \(id 'text'\): the 'plain' template .* text-only\n"
+                                         r".*sample #2 \(id 'chat'\): the 'plain' template .* has 2"):
+        build_llava_dataset(source, tiny_processor, template="plain")
+    assert len(build_llava_dataset(source, tiny_processor, template="plain", skip_bad_samples=True)) == 1
+
+
 def test_missing_image_at_load_time_names_the_sample(source, tiny_processor):
     ds = build_llava_dataset(source, tiny_processor, max_length=64)
     os.remove(os.path.join(source.image_folder, "3.jpg"))

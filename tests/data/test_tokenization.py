@@ -57,10 +57,6 @@ GOLDEN = {
          ("<|user|>\nWhat colour?<|end|>\n<|assistant|>\n", 0), ("Brown.<|end|>", 1), ("\n", 0)],
         [(BOS, 0), ("<|user|>\nHello<|end|>\n<|assistant|>\n", 0), ("Hi there.<|end|>", 1), ("\n", 0)],
     ),
-    "plain": (  # LLaVA-1.5 stage 1: user text dropped, reply + "\n" with loss
-        [(BOS, 0), (IMG, 0), ("A dog.\n", 1), ("Brown.\n", 1)],
-        [(BOS, 0), ("Hi there.\n", 1)],
-    ),
 }
 
 
@@ -107,6 +103,41 @@ def test_golden_template(image_tokenizer, name, case):
     assert result["labels"] == labels
 
 
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("case", ["with_image", "text_only"])
+def test_leading_gpt_and_trailing_human_turns_are_left_out(image_tokenizer, name, case):
+    """Same ids and labels as the sample written without them (XTuner's llava_map_fn drops them too)."""
+    conversation, has_image = (WITH_IMAGE, True) if case == "with_image" else (TEXT_ONLY, False)
+    messy = [{"from": "gpt", "value": "Hello, what can I do for you?"}, *conversation,
+             {"from": "human", "value": "And one more question?"}]
+    image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
+
+    def encode(turns):
+        return encode_conversation(turns, image_tokenizer, get_template(name), image_token_id=image_token_id,
+                                   image_seq_length=N_IMAGE, has_image=has_image)
+
+    assert encode(messy) == encode(conversation)
+    assert image_tokenizer.decode(encode(messy)["input_ids"]) == rendered_text(GOLDEN[name][case != "with_image"])
+
+
+def test_plain_renders_one_captioned_image(image_tokenizer):
+    """LLaVA-1.5 stage 1: the user text is dropped, the caption + "\n" carries the loss."""
+    image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
+    result = encode_conversation(WITH_IMAGE[:2], image_tokenizer, get_template("plain"), image_token_id=image_token_id,
+                                 image_seq_length=N_IMAGE, has_image=True)
+    segments = [(BOS, 0), (IMG, 0), ("A dog.\n", 1)]
+    assert (result["input_ids"], result["labels"]) == expected_ids(image_tokenizer, image_token_id, segments)
+
+
+@pytest.mark.parametrize("conversation, has_image, message", [
+    (TEXT_ONLY, False, "needs an image; this sample is text-only"),
+    (WITH_IMAGE, True, "takes one turn; this sample has 2"),
+])
+def test_plain_refuses_text_only_and_multi_turn_samples(image_tokenizer, conversation, has_image, message):
+    with pytest.raises(ValueError, match=f"'plain' template .*{message}"):
+        tokenize_conversation(conversation, image_tokenizer, get_template("plain"), image_token_id=7, has_image=has_image)
+
+
 def test_supervised_text_is_exactly_the_replies(image_tokenizer):
     image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
     result = encode_conversation(WITH_IMAGE, image_tokenizer, get_template("internlm2_chat"),
@@ -151,8 +182,9 @@ def test_system_text_goes_before_the_first_turn_only(image_tokenizer):
 
 
 def test_bad_conversation_raises(image_tokenizer):
-    with pytest.raises(ValueError, match="starts with a 'gpt' turn"):
-        tokenize_conversation(WITH_IMAGE[1:], image_tokenizer, get_template("vicuna"), image_token_id=7, has_image=True)
+    with pytest.raises(ValueError, match="missing from the first human turn"):  # <image> in the second user turn
+        tokenize_conversation(WITH_IMAGE[2:] + WITH_IMAGE[:2], image_tokenizer, get_template("vicuna"), image_token_id=7,
+                              has_image=True)
 
 
 def test_expand_image_tokens_keeps_labels_aligned():

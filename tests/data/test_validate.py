@@ -58,7 +58,7 @@ BAD_CASES = [
     ({"image": "../secret.jpg", "conversations": conv("<image>\nQ")}, "escapes the image folder"),
     ({"image": "huge.png", "conversations": conv("<image>\nQ")}, "decompression bomb"),
     ({"image": "good.jpg", "conversations": [{"from": "gpt", "value": "A"}, {"from": "human", "value": "<image>"}]},
-     "starts with a 'gpt' turn"),
+     "no complete turn"),
     ({"image": "good.jpg", "conversations": conv("<image>\n<image>\nQ")}, "2 '<image>' tokens"),
     ({"image": "good.jpg", "conversations": conv("Q") + conv("<image>")}, "missing from the first human turn"),
     ({"conversations": conv("<image>\nQ")}, "the sample has no 'image'"),
@@ -82,6 +82,40 @@ def test_each_bad_case_is_reported_with_index_and_id(folder, sample, message):
     assert "data.json sample #1" in text and "FAILED" in text
     import re
     assert re.search(message, problem.message), problem.message
+
+
+def test_leading_gpt_and_trailing_human_turns_are_warnings_by_sample(folder, image_tokenizer):
+    gpt_first = [{"from": "gpt", "value": "Hi! Ask me about the image."}] + conv("<image>\nQ")
+    unanswered = conv("<image>\nQ") + [{"from": "human", "value": "Thanks!"}]
+    samples = [{"id": "clean", "image": "good.jpg", "conversations": conv("<image>\nQ")},
+               {"id": "sharegpt-1", "image": "good.jpg", "conversations": gpt_first},
+               {"id": "sharegpt-2", "conversations": conv("Q") + [{"from": "human", "value": "More?"}]},
+               {"id": "sharegpt-3", "image": "good.jpg", "conversations": gpt_first + unanswered[2:]}]
+    report = validate_data(write(folder, samples), tokenizer=image_tokenizer, num_workers=1)
+    assert report.ok and not report.errors
+    found = sorted((p.sample_id, p.kind) for p in report.warnings)
+    assert found == [("sharegpt-1", "leading_gpt_turn_stripped"), ("sharegpt-2", "trailing_human_turn_dropped"),
+                     ("sharegpt-3", "leading_gpt_turn_stripped"), ("sharegpt-3", "trailing_human_turn_dropped")]
+    lines = report.format().splitlines()
+    assert any(line.startswith("WARNING") and "data.json sample #1 (id 'sharegpt-1'): stripped 1 leading 'gpt' turn(s)"
+               in line for line in lines)
+    assert any(line.startswith("WARNING") and "data.json sample #2 (id 'sharegpt-2'): dropped the last 'human' turn"
+               in line for line in lines)
+    assert "2 warning leading_gpt_turn_stripped" in [" ".join(line.split()) for line in lines]
+    assert lines[-1] == "OK"
+
+
+@pytest.mark.parametrize("tokenizer", [None, "image_tokenizer"])
+def test_plain_template_refuses_text_only_and_multi_turn_samples(folder, request, tokenizer):
+    tokenizer = request.getfixturevalue(tokenizer) if tokenizer else None
+    samples = [{"id": "caption", "image": "good.jpg", "conversations": conv("<image>\nQ")},
+               {"id": "text", "conversations": conv("Q")},
+               {"id": "chat", "image": "good.jpg", "conversations": conv("<image>\nQ") + conv("Q2")}]
+    report = validate_data(write(folder, samples), tokenizer=tokenizer, template="plain", num_workers=1)
+    assert [(p.sample_id, p.kind) for p in report.errors] == [("text", "not_for_template"), ("chat", "not_for_template")]
+    assert "needs an image; this sample is text-only" in report.errors[0].message
+    assert "takes one turn; this sample has 2" in report.errors[1].message
+    assert validate_data(write(folder, samples[:1] + samples[2:]), template="internlm2_chat", num_workers=1).ok
 
 
 def test_malformed_json_is_a_file_error_and_other_files_are_still_checked(folder):

@@ -24,3 +24,15 @@ def test_mismatched_folder_count(tmp_path, capsys):
             "--image-folder", "x", "--image-folder", "y"]
     assert main(args) == 2
     assert "error: 3 --data-path values but 2 --image-folder values" in capsys.readouterr().err
+
+
+def test_trimmed_turns_are_warnings_with_the_sample_id(tmp_path, capsys):
+    samples = [{"id": "sharegpt_7", "conversations": [
+        {"from": "gpt", "value": "Hello!"}, {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hi."},
+        {"from": "human", "value": "Bye"}]}]
+    (tmp_path / "text.json").write_text(json.dumps(samples))
+    assert main(["validate-data", "--data-path", str(tmp_path / "text.json"), "--num-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "text.json sample #0 (id 'sharegpt_7'): stripped 1 leading 'gpt' turn(s)" in out
+    assert "text.json sample #0 (id 'sharegpt_7'): dropped the last 'human' turn" in out
+    assert "0 errors, 2 warnings" in out and out.rstrip().endswith("OK")
