@@ -4,6 +4,8 @@ models still register with transformers, and the model code never depends on the
 import subprocess
 import sys
 
+import pytest
+
 
 def run_python(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -23,6 +25,7 @@ def test_cli_help_does_not_import_torch():
     assert out == "[]"
 
 
+@pytest.mark.slow
 def test_models_register_when_transformers_is_imported_later():
     out = run_python(
         "import llava_hf\n"
@@ -32,6 +35,7 @@ def test_models_register_when_transformers_is_imported_later():
     assert out == "LlavaInternLM2Config InternLM2Config"
 
 
+@pytest.mark.slow
 def test_models_register_when_transformers_was_imported_first():
     out = run_python(
         "import transformers\n"
@@ -42,6 +46,7 @@ def test_models_register_when_transformers_was_imported_first():
     assert out == "LlavaInternLM2Config"
 
 
+@pytest.mark.slow
 def test_model_code_imports_neither_the_demo_nor_the_test_helpers():
     out = run_python(
         "import sys\n"

@@ -27,6 +27,7 @@ def adapter_model(trained):
     return load_model_and_processor(str(trained / "lora"), torch_dtype="float32")
 
 
+@pytest.mark.slow
 def test_merged_lora_equals_the_adapter_model_and_loads_without_llava_hf(
         trained, adapter_model, image, tmp_path, run_without_llava_hf):
     model, processor = adapter_model

@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 
+import pytest
 import yaml
 from huggingface_hub import HfApi
 from tests.export.shipping_helpers import chat_inputs, logits_of, run_folder
@@ -13,6 +14,7 @@ from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
 
 
+@pytest.mark.slow
 def test_publish_uploads_a_self_contained_folder_with_a_model_card(trained, image, tmp_path, monkeypatch,
                                                                     run_without_llava_hf):
     calls = []

@@ -27,6 +27,7 @@ def model_dir(request, tmp_path_factory, tiny_tokenizer_dir):
     return root / "model"
 
 
+@pytest.mark.slow
 def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir, image, tmp_path,
                                                                        run_without_llava_hf):
     model, processor = load_model_and_processor(str(model_dir), torch_dtype="float32")

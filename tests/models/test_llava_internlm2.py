@@ -324,6 +324,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_saved_folders_load_with_trust_remote_code_without_llava_hf(tiny, tmp_path):
     model, _ = tiny
     input_ids, pixel_values = _image_inputs(model)

@@ -66,6 +66,7 @@ def steps(output_dir):
     return [step for step, _ in list_checkpoints(output_dir)]
 
 
+@pytest.mark.slow
 def test_killed_and_stopped_runs_resume_to_the_uninterrupted_result(
         micro_base, image_data, tmp_path, monkeypatch, caplog):
     out = tmp_path / "run"
