@@ -124,7 +124,7 @@ class LlavaTrainer(Trainer):
         return self._checkpoint_staging_dir or super()._get_output_dir(trial)
 
     def _save(self, output_dir=None, state_dict=None):
-        # Private override: the one place every save path (checkpoints, save_model, ZeRO-2) passes its state dict.
+        # Private override: where Trainer's save paths (checkpoints and save_model) hand over the state dict.
         model = self.accelerator.unwrap_model(self.model)
         if not hasattr(model, "peft_config") and _rebuildable_from_sources(model):
             if state_dict is None:
