@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["llava_hf", "llava_hf.*"]),
-    package_data={"llava_hf": ["recipes/*.yaml"]},
+    package_data={"llava_hf.demo": ["recipes/*.yaml"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.17,<6",

@@ -24,11 +24,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import llava_hf  # noqa: E402,F401
 from llava_hf.data.images import load_image, resolve_image_path  # noqa: E402
 from llava_hf.data.sources import DataSource, read_samples  # noqa: E402
-from llava_hf.data.synthetic import make_synthetic_dataset  # noqa: E402
+from llava_hf.demo.synthetic import make_synthetic_dataset  # noqa: E402
 from llava_hf.data.templates import get_template  # noqa: E402
 from llava_hf.data.tokenization import tokenize_conversation  # noqa: E402
 from llava_hf.data.validate import validate_data  # noqa: E402
-from llava_hf.demo.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
+from llava_hf.testing.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
 
 
 def clip_336_processor(tokenizer_dir: str):

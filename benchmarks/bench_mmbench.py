@@ -17,10 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 import llava_hf  # noqa: E402,F401
-from llava_hf.data.synthetic import make_synthetic_mmbench_tsv  # noqa: E402
+from llava_hf.demo.synthetic import make_synthetic_mmbench_tsv  # noqa: E402
 from llava_hf.eval.mmbench_data import load_mmbench_tsv  # noqa: E402
 from llava_hf.eval.mmbench_runner import run_mmbench  # noqa: E402
-from llava_hf.models.llava_internlm2.builder import build_tiny_llava  # noqa: E402
+from llava_hf.testing import build_tiny_llava  # noqa: E402
 
 
 def main() -> None:

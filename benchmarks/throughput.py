@@ -181,28 +181,15 @@ def build_ours(size: Size, device, dtype):
 
 
 def stock_from_ours(ours, device, dtype):
-    """Stock `LlavaForConditionalGeneration` (Llama text model) holding exactly our weights."""
-    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    """Stock `LlavaForConditionalGeneration` (Llama text model) holding exactly our weights, converted the way
+    `llava-hf export-hf` converts them."""
+    from transformers import LlavaForConditionalGeneration
 
-    from llava_hf.models.internlm2 import internlm2_config_to_llama_config, internlm2_to_llama_state_dict
+    from llava_hf.export.stock_llava import stock_llava_config, stock_state_dict
 
-    config = ours.config
-    stock_config = LlavaConfig(text_config=internlm2_config_to_llama_config(config.text_config),
-                               vision_config=config.vision_config, image_token_index=config.image_token_id,
-                               image_seq_length=config.image_seq_length, vision_feature_layer=config.vision_feature_layer,
-                               vision_feature_select_strategy=config.vision_feature_select_strategy)
-    state = {}
-    for key, value in internlm2_to_llama_state_dict(ours.state_dict(), config.text_config, prefix="language_model.").items():
-        if key == "language_model.lm_head.weight":
-            key = "lm_head.weight"
-        elif key.startswith("language_model.model."):
-            key = "model.language_model." + key[len("language_model.model."):]
-        else:
-            key = "model." + key
-        state[key] = value
     with torch.device(device):
-        stock = LlavaForConditionalGeneration._from_config(stock_config, dtype=dtype)
-    stock.load_state_dict(state, strict=True)
+        stock = LlavaForConditionalGeneration._from_config(stock_llava_config(ours.config), dtype=dtype)
+    stock.load_state_dict(stock_state_dict(ours), strict=True)
     stock.config.use_cache = False
     return stock
 

@@ -6,17 +6,9 @@
     python examples/mmbench.py --predictions DIR/predictions.jsonl --data-path X.tsv --work-dir DIR  # rescore
 """
 
-import argparse
 import sys
 
-from llava_hf.cli import mmbench
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mmbench.add_arguments(parser)
-    return mmbench.run(parser.parse_args())
-
+from llava_hf.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["mmbench", *sys.argv[1:]]))

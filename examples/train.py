@@ -9,9 +9,9 @@ Every flag of `llava_hf.train.arguments` (and of HF `TrainingArguments`) can be 
 in a YAML recipe (`--config`); flags win.
 """
 
-import os
+import sys
 
 from llava_hf.train.run import main
 
 if __name__ == "__main__":
-    main(demo_recipe_dir=os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes"))
+    sys.exit(main())

@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import llava_hf  # noqa: E402,F401  (registers the Auto classes)
-from llava_hf.demo.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
+from llava_hf.testing.tiny_tokenizer import build_tiny_internlm2_tokenizer_files  # noqa: E402
 
 
 @pytest.fixture(scope="session")

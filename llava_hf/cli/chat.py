@@ -11,6 +11,7 @@ import os
 import sys
 
 from llava_hf.demo.paths import DEMO_FINETUNE
+from llava_hf.dtypes import DTYPE_CHOICES
 
 COMMANDS_HELP = "commands: /image PATH (image for the next turn), /reset (new conversation), /exit"
 
@@ -32,8 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--visual-encoder", metavar="CLIP", help="CLIP folder, for an XTuner-style --llava folder")
     parser.add_argument("--llava", metavar="DIR", help="XTuner pth_to_hf output (projector/, *_adapter/)")
     parser.add_argument("--bits", type=int, choices=(4, 8), help="load the LLM quantized (bitsandbytes, CUDA only)")
-    parser.add_argument("--torch-dtype", default="auto",
-                        choices=("auto", "float16", "fp16", "bfloat16", "bf16", "float32", "fp32"))
+    parser.add_argument("--torch-dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="weights dtype (auto: as stored)")
 
 
 def add_conversation_arguments(parser: argparse.ArgumentParser):
@@ -73,7 +74,8 @@ def session_factory(args):
     from transformers import set_seed
 
     from llava_hf.data.templates import CHAT_TEMPLATE, get_template
-    from llava_hf.inference import ChatSession, UserInputError, load_model_and_processor
+    from llava_hf.errors import UserInputError
+    from llava_hf.inference import ChatSession, load_model_and_processor
 
     model_path = args.model
     if model_path is None:
@@ -96,39 +98,19 @@ def session_factory(args):
 
 
 def run(args) -> int:
-    try:
-        return chat(args)
-    except KeyboardInterrupt:  # Ctrl-C while loading, or in a scripted run
-        print(file=sys.stderr)
-        return 130
+    from llava_hf.inference import open_image
 
-
-def chat(args) -> int:
-    from llava_hf.inference import UserInputError, open_image
-
-    try:
-        images = [open_image(path) for path in args.image]  # before the (slow) model load
-        session = session_factory(args)()
-    except UserInputError as error:
-        return fail(error)
+    images = [open_image(path) for path in args.image]  # before the (slow) model load
+    session = session_factory(args)()
     for image in images:
         session.add_image(image)
-    try:
-        if args.prompt is not None:
-            answer(session, args.prompt, stream=not args.no_streamer)
-        elif sys.stdin.isatty():
-            interactive_loop(session, stream=not args.no_streamer)
-        else:
-            scripted_loop(session, stream=not args.no_streamer)
-    except UserInputError as error:
-        return fail(error)
+    if args.prompt is not None:
+        answer(session, args.prompt, stream=not args.no_streamer)
+    elif sys.stdin.isatty():
+        interactive_loop(session, stream=not args.no_streamer)
+    else:
+        scripted_loop(session, stream=not args.no_streamer)
     return 0
-
-
-def fail(error, command: str = "chat") -> int:
-    """Report a user mistake as one line on stderr; the exit code for it."""
-    print(f"llava-hf {command}: error: {error}", file=sys.stderr)
-    return 1
 
 
 def answer(session, text: str, stream: bool):
@@ -145,7 +127,8 @@ def answer(session, text: str, stream: bool):
 
 def handle_command(session, line: str) -> bool:
     """Run a `/command`; False means exit. Unknown commands and bad images are reported, not fatal."""
-    from llava_hf.inference import UserInputError, open_image
+    from llava_hf.errors import UserInputError
+    from llava_hf.inference import open_image
 
     command, _, argument = line.partition(" ")
     if command in ("/exit", "/quit"):

@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from .merge import add_output_arguments
-from .user_errors import USER_ERRORS, report_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -17,10 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser):
 def run(args) -> int:
     from llava_hf.export.stock_llava import export_stock_llava
 
-    try:
-        out = export_stock_llava(args.src, args.out, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                                 force=args.force)
-    except USER_ERRORS as error:
-        return report_user_error("export-hf", error)
+    out = export_stock_llava(args.src, args.out, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
+                             force=args.force)
     print(f"stock LlavaForConditionalGeneration folder written to {out}", file=sys.stderr)
     return 0

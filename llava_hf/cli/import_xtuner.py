@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from .merge import add_output_arguments
-from .user_errors import USER_ERRORS, report_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -23,11 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser):
 def run(args) -> int:
     from llava_hf.export.xtuner_import import import_xtuner
 
-    try:
-        out = import_xtuner(args.out, args.llava, llm=args.llm, visual_encoder=args.visual_encoder,
-                            keep_adapters=args.keep_adapters, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                            force=args.force)
-    except USER_ERRORS as error:
-        return report_user_error("import-xtuner", error)
+    out = import_xtuner(args.out, args.llava, llm=args.llm, visual_encoder=args.visual_encoder,
+                        keep_adapters=args.keep_adapters, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
+                        force=args.force)
     print(f"XTuner model imported to {out}", file=sys.stderr)
     return 0

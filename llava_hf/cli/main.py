@@ -1,12 +1,16 @@
 """`llava-hf` console script: one subcommand per task, each implemented in its own module.
 
-Subcommands are looked up lazily so `llava-hf --help` stays fast and a missing optional dependency of
-one command does not break the others.
+Subcommand modules import only the standard library at the top (the heavy imports are inside `run`), so
+`llava-hf --help` stays fast and a missing optional dependency of one command does not break the others.
+A user mistake raised by any command (`UserInputError`, a loader's ValueError/OSError naming a file) ends as one
+`llava-hf COMMAND: error: ...` line with exit status 2; see `exit_codes`.
 """
 
 import argparse
 import importlib
 import sys
+
+from . import exit_codes
 
 # name -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -32,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return module.run(args) or 0
+    try:
+        return module.run(args) or exit_codes.OK
+    except KeyboardInterrupt:  # Ctrl-C while loading, or in a scripted run
+        print(file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    except exit_codes.USER_ERRORS as error:
+        return exit_codes.report_user_error(f"llava-hf {args.command}", error)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@
 import argparse
 import sys
 
-from .user_errors import USER_ERRORS, report_user_error
-
-DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+from llava_hf.dtypes import DTYPE_CHOICES
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -22,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 def add_output_arguments(parser: argparse.ArgumentParser, out_folder: bool = True):
     """Options shared by the commands that write a model folder (`out_folder`: to an OUT the user names)."""
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+    parser.add_argument("--torch-dtype", choices=DTYPE_CHOICES, default="auto",
                         help="weights dtype (auto: as stored; a QLoRA base is never loaded in 4 bits)")
     parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default 5GB)")
     if out_folder:
@@ -31,18 +29,15 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_folder: bool = Tru
 
 def run(args) -> int:
     from llava_hf.export.merge import merge_model_folder, merge_plain_adapter
-    from llava_hf.inference.errors import UserInputError
+    from llava_hf.errors import UserInputError
 
-    try:
-        if len(args.paths) == 2 and not args.is_clip:
-            out = merge_model_folder(*args.paths, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                                     force=args.force)
-        elif len(args.paths) == 3:
-            out = merge_plain_adapter(*args.paths, is_clip=args.is_clip, dtype=args.dtype,
-                                      max_shard_size=args.max_shard_size, force=args.force)
-        else:
-            raise UserInputError(f"give SRC OUT, or BASE ADAPTER OUT (--is-clip needs all three); got {args.paths}")
-    except USER_ERRORS as error:
-        return report_user_error("merge", error)
+    if len(args.paths) == 2 and not args.is_clip:
+        out = merge_model_folder(*args.paths, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
+                                 force=args.force)
+    elif len(args.paths) == 3:
+        out = merge_plain_adapter(*args.paths, is_clip=args.is_clip, dtype=args.torch_dtype,
+                                  max_shard_size=args.max_shard_size, force=args.force)
+    else:
+        raise UserInputError(f"give SRC OUT, or BASE ADAPTER OUT (--is-clip needs all three); got {args.paths}")
     print(f"merged model written to {out}", file=sys.stderr)
     return 0

@@ -9,10 +9,9 @@ import argparse
 import os
 import sys
 
-from llava_hf.demo.paths import DEMO_FINETUNE, DEMO_MMBENCH_TSV, DEMO_ROOT
+from llava_hf.demo.paths import DEMO_FINETUNE, DEMO_MMBENCH_TSV, DEMO_MMBENCH_WORK_DIR
 
-DEMO_WORK_DIR = os.path.join(DEMO_ROOT, "mmbench")
-DEMO_MISSING = ("error: the demo model ({model}) or TSV ({tsv}) does not exist; run `accelerate launch "
+DEMO_MISSING = ("the demo model ({model}) or TSV ({tsv}) does not exist; run `accelerate launch "
                 "examples/train.py --stage pretrain` and `accelerate launch examples/train.py --stage finetune` "
                 "first, or pass MODEL and --data-path")
 
@@ -47,28 +46,26 @@ def run(args) -> int:
     from llava_hf.eval.mmbench_runner import process_state, write_outputs
     from llava_hf.eval.predictions_io import load_predictions
 
+    from llava_hf.errors import UserInputError
+
     demo = args.model is None and args.data_path is None and args.predictions is None
     if demo and not (os.path.isdir(DEMO_FINETUNE) and os.path.isfile(DEMO_MMBENCH_TSV)):
-        print(DEMO_MISSING.format(model=DEMO_FINETUNE, tsv=DEMO_MMBENCH_TSV), file=sys.stderr)
-        return 1
+        raise UserInputError(DEMO_MISSING.format(model=DEMO_FINETUNE, tsv=DEMO_MMBENCH_TSV))
     if not demo and args.data_path is None:
-        return fail("--data-path TSV is required (the demo defaults apply only when no MODEL is given)")
+        raise UserInputError("--data-path TSV is required (the demo defaults apply only when no MODEL is given)")
     if args.model is not None and args.predictions is not None:
-        return fail("give MODEL to run it, or --predictions FILE to rescore without a model, not both")
+        raise UserInputError("give MODEL to run it, or --predictions FILE to rescore without a model, not both")
     model_path = DEMO_FINETUNE if demo else args.model
     data_path = DEMO_MMBENCH_TSV if demo else args.data_path
-    work_dir = args.work_dir or (DEMO_WORK_DIR if demo else default_work_dir(model_path, data_path))
+    work_dir = args.work_dir or (DEMO_MMBENCH_WORK_DIR if demo else default_work_dir(model_path, data_path))
     if args.batch_size < 1 or args.max_new_tokens < 1:
-        return fail("--batch-size and --max-new-tokens must be >= 1")
-    try:
-        data = load_mmbench_tsv(data_path)  # validated before anything expensive
-        if args.predictions is not None:
-            if process_state().is_main_process:  # launched with several processes: rescore once
-                write_outputs(data, load_predictions(args.predictions), work_dir)
-            return 0
-        return evaluate(args, model_path, data, work_dir)
-    except (ValueError, FileNotFoundError) as error:
-        return fail(error)
+        raise UserInputError("--batch-size and --max-new-tokens must be >= 1")
+    data = load_mmbench_tsv(data_path)  # validated before anything expensive
+    if args.predictions is not None:
+        if process_state().is_main_process:  # launched with several processes: rescore once
+            write_outputs(data, load_predictions(args.predictions), work_dir)
+        return 0
+    return evaluate(args, model_path, data, work_dir)
 
 
 def evaluate(args, model_path: str, data, work_dir: str) -> int:
@@ -91,8 +88,3 @@ def evaluate(args, model_path: str, data, work_dir: str) -> int:
     if state.is_main_process:
         print(f"outputs in {work_dir}", file=sys.stderr)
     return 0
-
-
-def fail(error) -> int:
-    print(f"llava-hf mmbench: error: {error}", file=sys.stderr)
-    return 1

@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from .merge import add_output_arguments
-from .user_errors import USER_ERRORS, report_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -29,12 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser):
 def run(args) -> int:
     from llava_hf.export.publish import publish
 
-    try:
-        commit = publish(args.folder, args.repo_id, private=args.private, revision=args.revision, token=args.token,
-                         datasets=args.dataset, base_model=args.base_model, license=args.license,
-                         mmbench_result=args.mmbench_result, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                         commit_message=args.commit_message)
-    except USER_ERRORS as error:
-        return report_user_error("publish", error)
+    commit = publish(args.folder, args.repo_id, private=args.private, revision=args.revision, token=args.token,
+                     datasets=args.dataset, base_model=args.base_model, license=args.license,
+                     mmbench_result=args.mmbench_result, dtype=args.torch_dtype, max_shard_size=args.max_shard_size,
+                     commit_message=args.commit_message)
     print(f"published {args.folder} to {args.repo_id}: {getattr(commit, 'commit_url', commit)}", file=sys.stderr)
     return 0

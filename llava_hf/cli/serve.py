@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from .chat import add_conversation_arguments, add_model_arguments, fail
+from .chat import add_conversation_arguments, add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser):
@@ -14,18 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from llava_hf.inference import UserInputError
+    from llava_hf.errors import UserInputError
 
     from .chat import session_factory
 
     try:
         from llava_hf.inference.web_demo import build_demo
     except ImportError as error:
-        return fail(f"the web demo needs gradio: pip install 'llava_hf[web]' ({error})", "serve")
-    try:
-        new_session = session_factory(args)
-    except UserInputError as error:
-        return fail(error, "serve")
+        raise UserInputError(f"the web demo needs gradio: pip install 'llava_hf[web]' ({error})") from None
+    new_session = session_factory(args)
     demo = build_demo(new_session)
     print(f"Serving on http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
     try:

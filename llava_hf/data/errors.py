@@ -1,7 +1,9 @@
 """The one exception the data pipeline raises for bad input, always naming the file and sample."""
 
+from ..errors import UserInputError
 
-class DataError(ValueError):
+
+class DataError(UserInputError):
     """Bad training data: the message names the data file, the sample (index and id) and what is wrong."""
 
 

@@ -17,6 +17,19 @@ class DataSource:
     image_folder: str | None = None
 
 
+def pair_sources(data_paths, image_folders, *, flag_style: str = "-") -> list[DataSource]:
+    """One `DataSource` per data file: one image folder per file, a single folder shared by all, or none (text-only).
+    `flag_style` names the options in the error as the caller spells them (`--data-path` or `--data_path`)."""
+    data_paths, folders = list(data_paths), list(image_folders or [])
+    if len(folders) == 1:
+        folders *= len(data_paths)
+    if folders and len(folders) != len(data_paths):
+        data_flag, folder_flag = (f"--data{flag_style}path", f"--image{flag_style}folder")
+        raise ValueError(f"{len(data_paths)} {data_flag} values but {len(folders)} {folder_flag} values; "
+                         "give one folder per file, or one for all")
+    return [DataSource(path, folder) for path, folder in zip(data_paths, folders or [None] * len(data_paths))]
+
+
 def read_samples(data_path: str) -> list:
     """All records of a `.json` (top-level list) or `.jsonl` file; bad JSON raises DataError with the line."""
     return [record for _, record in iter_records(data_path)]

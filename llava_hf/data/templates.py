@@ -138,8 +138,3 @@ def template_from_chat_template(tokenizer) -> PromptTemplate:
         system="{system}", instruction=instruction, suffix=suffix, suffix_as_eos=bool(suffix), sep=sep,
         stop_words=(suffix,) if suffix else (),
     )
-
-
-def template_to_dict(template: PromptTemplate) -> dict:
-    """Plain dict (for cache keys and logs)."""
-    return dataclasses.asdict(template)

@@ -4,6 +4,7 @@ Image checks open only the header (`Image.open` + `.size`, no decode) in a threa
 the file's last bytes for a JPEG/PNG end marker, which catches truncated downloads without decoding.
 """
 
+import itertools
 import os
 import warnings
 from collections import Counter
@@ -15,7 +16,7 @@ from PIL import Image
 from .conversation import check_conversations
 from .errors import DataError, describe_sample
 from .images import resolve_image_path
-from .sources import DataSource, check_record, read_samples, sample_id, sample_image
+from .sources import DataSource, check_record, iter_records, sample_id, sample_image
 from .templates import CHAT_TEMPLATE, DEFAULT_TEMPLATE, PromptTemplate, get_template
 from .tokenization import DEFAULT_MAX_LENGTH, check_template_accepts, has_supervised_tokens, tokenize_conversation
 
@@ -107,22 +108,31 @@ def validate_data(
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for source_index, source in enumerate(sources):
             file_problem = _check_source(source, source_index)
-            records = None
-            if file_problem is None:
-                try:
-                    records = read_samples(source.data_path)
-                except DataError as e:
-                    file_problem = Problem(ERROR, "unreadable_data_file", str(e), source.data_path, source_index)
             if file_problem is not None:
                 report.problems.append(file_problem)
                 continue
             checker = _SampleChecker(source, source_index, tokenizer, template, max_length,
                                      check_images and source.image_folder is not None, max_image_pixels)
-            chunks = [range(start, min(start + _CHUNK, len(records))) for start in range(0, len(records), _CHUNK)]
-            for problems, counts in pool.map(lambda chunk: checker.check_chunk(records, chunk), chunks):
-                report.problems += problems
-                report.counts.update(counts)
+            try:  # streamed in windows of chunks: memory stays flat however large the file
+                for window in _batched(_chunks(source.data_path), 2 * max(1, num_workers)):
+                    for problems, counts in pool.map(checker.check_chunk, window):
+                        report.problems += problems
+                        report.counts.update(counts)
+            except DataError as e:
+                report.problems.append(Problem(ERROR, "unreadable_data_file", str(e), source.data_path, source_index))
     return report
+
+
+def _chunks(data_path: str):
+    """`[(index, record), ...]` lists of `_CHUNK` records, read as the file streams."""
+    return _batched(enumerate(record for _, record in iter_records(data_path)), _CHUNK)
+
+
+def _batched(iterable, n: int):
+    """Lists of `n` items (the last shorter): `itertools.batched`, which Python 3.11 lacks."""
+    iterator = iter(iterable)
+    while batch := list(itertools.islice(iterator, n)):
+        yield batch
 
 
 def _check_source(source: DataSource, source_index: int) -> Problem | None:
@@ -142,10 +152,10 @@ class _SampleChecker:
     check_images: bool
     max_image_pixels: int
 
-    def check_chunk(self, records, indices) -> tuple[list[Problem], Counter]:
+    def check_chunk(self, chunk) -> tuple[list[Problem], Counter]:
         problems, counts = [], Counter()
-        for index in indices:
-            problems += self.check(records[index], index, counts)
+        for index, record in chunk:
+            problems += self.check(record, index, counts)
         return problems, counts
 
     def check(self, record, index: int, counts: Counter) -> list[Problem]:

@@ -17,6 +17,8 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from ..inference.chat_session import cut_at_stop_words
+from ..models.llava_internlm2.processing_llava_internlm2 import chat_stop_token_ids
 from .mmbench_data import MMBenchData, build_prompt, decode_image
 from .mmbench_scoring import check_prediction_coverage, format_report, match_predictions, score_mmbench
 from .mmbench_submission import write_submission
@@ -27,7 +29,6 @@ PART_FILE = "predictions.part-{rank}.jsonl"
 RESULT_JSON = "mmbench_result.json"
 RESULT_XLSX = "mmbench_result.xlsx"
 SETTINGS_FILE = "run_settings.json"
-IM_END = "<|im_end|>"
 
 
 def chat_prompts(data: MMBenchData, processor, template=None, lang: str = "auto") -> list[str]:
@@ -52,21 +53,6 @@ def resolve_template(prompt_template: str | None, tokenizer):
     return get_template(prompt_template, tokenizer)
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS and, when the vocabulary has it, InternLM2's end-of-turn token `<|im_end|>`."""
-    im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    if im_end == getattr(tokenizer, "unk_token_id", None):
-        im_end = None
-    return [i for i in dict.fromkeys([tokenizer.eos_token_id, im_end]) if i is not None]
-
-
-def cut_at_stop_words(text: str, stop_words) -> str:
-    for word in stop_words:
-        if word and word in text:
-            text = text[: text.index(word)]
-    return text
-
-
 def generate_batch(model, processor, prompts: list[str], images: list, *, max_new_tokens: int,
                    stop_words=()) -> list[str]:
     """Greedy answers for one left-padded batch, decoded without the prompt and stripped."""
@@ -76,7 +62,7 @@ def generate_batch(model, processor, prompts: list[str], images: list, *, max_ne
     inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt", pad_to_square=True,
                        add_special_tokens=not has_bos)  # pad to square always, as LLaVA-1.5 and XTuner evaluate
     inputs = inputs.to(model.device, dtype=model.dtype) if "pixel_values" in inputs else inputs.to(model.device)
-    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "eos_token_id": stop_token_ids(tokenizer),
+    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "eos_token_id": chat_stop_token_ids(tokenizer),
               "pad_token_id": tokenizer.pad_token_id}
     if stop_words:
         kwargs.update(stop_strings=list(stop_words), tokenizer=tokenizer)

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 from ..inference.loading import ADAPTER_CONFIG
 from ..models.llava_internlm2.checkpoint_io import resolve_recorded_path
 

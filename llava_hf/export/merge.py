@@ -16,8 +16,9 @@ is_clip=True)`.
 
 import os
 
-from ..inference.errors import UserInputError
-from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type, resolve_dtype
+from ..errors import UserInputError
+from ..dtypes import resolve_dtype
+from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type
 from .adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
 from .output_folder import atomic_output_folder, check_output_folder
 
@@ -103,7 +104,7 @@ def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False
     """XTuner's `convert merge BASE ADAPTER OUT [--is-clip]`: a PEFT adapter trained on a bare LLM (with its
     tokenizer) or CLIP vision model (with its image processor), merged into it. Returns `out`."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessorPil, CLIPVisionModel
 
     check_output_folder(out, force, inputs=[base, adapter])
     for folder, what in ((base, "base model"), (adapter, "adapter")):
@@ -122,8 +123,10 @@ def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False
             "--is-clip merges into a CLIP vision model" if is_clip else "add --is-clip to merge a CLIP adapter"))
     attribute = "vision_tower" if is_clip else "language_model"
     check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), adapter)
-    model_class, preprocessor_class = (CLIPVisionModel, CLIPImageProcessor) if is_clip else (AutoModelForCausalLM,
-                                                                                            AutoTokenizer)
+    if is_clip:
+        model_class, preprocessor_class = CLIPVisionModel, CLIPImageProcessorPil
+    else:
+        model_class, preprocessor_class = AutoModelForCausalLM, AutoTokenizer
     model = model_class.from_pretrained(base, dtype=resolve_dtype(dtype))
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     preprocessor = preprocessor_class.from_pretrained(base)

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 
 
 def check_output_folder(out: str, force: bool, inputs=()) -> None:

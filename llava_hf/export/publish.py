@@ -14,7 +14,7 @@ import tempfile
 from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 from .merge import DEFAULT_MAX_SHARD_SIZE, folder_kind, load_merged, save_model_folder
 from .model_card import (
     LICENSE_PLACEHOLDER,

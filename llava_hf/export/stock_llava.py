@@ -28,7 +28,7 @@ import os
 
 import torch
 
-from ..inference.errors import UserInputError
+from ..errors import UserInputError
 from .merge import DEFAULT_MAX_SHARD_SIZE, folder_kind, load_merged
 from .output_folder import atomic_output_folder, check_output_folder
 
@@ -160,10 +160,10 @@ def hub_layout_state_dict(stock) -> dict:
 
 def to_stock_llava_processor(processor, config):
     """`LlavaProcessor` equivalent to our processor: same tokenizer ids, same pixels, same image-token count."""
-    from transformers import LlavaImageProcessor, LlavaProcessor
+    from transformers import LlavaImageProcessorPil, LlavaProcessor
 
     settings = processor.image_processor.to_dict()
-    image_processor = LlavaImageProcessor(do_pad=processor.pad_to_square,
+    image_processor = LlavaImageProcessorPil(do_pad=processor.pad_to_square,
                                           **{k: settings[k] for k in IMAGE_PROCESSOR_SETTINGS if k in settings})
     stock = LlavaProcessor(
         image_processor=image_processor,

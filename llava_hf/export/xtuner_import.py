@@ -17,8 +17,9 @@ Pickled weights (`pytorch_model.bin`) are read only with `torch.load(weights_onl
 import os
 import re
 
-from ..inference.errors import UserInputError
-from ..inference.loading import build_from_xtuner, check_xtuner_layout, resolve_dtype
+from ..errors import UserInputError
+from ..dtypes import resolve_dtype
+from ..inference.loading import build_from_xtuner, check_xtuner_layout
 from .merge import DEFAULT_MAX_SHARD_SIZE, save_model_folder
 from .output_folder import atomic_output_folder, check_output_folder
 

@@ -23,7 +23,7 @@ CACHE_KWARG = "cache" if CACHE_FIELD == "cache" else "past_key_values"
 
 
 @dataclass
-class Turn:
+class ChatTurn:
     """One exchange: the user's text, the images sent with it, and the answer (None while generating)."""
 
     text: str
@@ -68,7 +68,7 @@ class ChatSession:
 
     def reset(self):
         """Forget the conversation (and its cache); the next turn starts from scratch."""
-        self.turns: list[Turn] = []
+        self.turns: list[ChatTurn] = []
         self.pending_images: list[Image.Image] = []
         self.cache = DynamicCache()
         self.cached_ids = torch.empty(0, dtype=torch.long)
@@ -85,7 +85,7 @@ class ChatSession:
 
     def stream_reply(self, text: str, images=()) -> Iterator[str]:
         """Yield the answer to `text` piece by piece; the turn is recorded even if the caller stops early."""
-        turn = Turn(text=text, images=[*self.pending_images, *images])
+        turn = ChatTurn(text=text, images=[*self.pending_images, *images])
         self.turns.append(turn)
         try:
             inputs = self.prepare_inputs()
@@ -165,7 +165,7 @@ class ChatSession:
             options.update(stop_strings=self.stop_words, tokenizer=self.tokenizer)
         return options
 
-    def record_answer(self, turn: Turn, input_ids: torch.Tensor, sequences: torch.Tensor):
+    def record_answer(self, turn: ChatTurn, input_ids: torch.Tensor, sequences: torch.Tensor):
         """Store the answer text and which ids the cache now holds (everything fed, not the last token)."""
         new_ids = sequences[0, input_ids.shape[1]:]
         turn.answer = cut_at_stop_words(self.tokenizer.decode(new_ids, skip_special_tokens=True), self.stop_words)
@@ -209,7 +209,7 @@ def added_token_id(tokenizer, word: str) -> int | None:
     return tokenizer.get_added_vocab().get(word)
 
 
-def render_with_template(template, turns: list[Turn], system, image_token: str, eos_token: str) -> str:
+def render_with_template(template, turns: list[ChatTurn], system, image_token: str, eos_token: str) -> str:
     """XTuner's layout: [SYSTEM] + INSTRUCTION for the first turn, INSTRUCTION later; each answer is followed
     by SUFFIX (or EOS where the template has none) and SEP; images come first in their turn."""
     parts = [template.system.format(system=system)] if system and template.system else []

@@ -13,7 +13,7 @@ from transformers.image_utils import load_image as load_image_from_url
 from llava_hf.data.images import load_image as load_image_file
 from llava_hf.data.images import to_rgb
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 
 def open_image(path_or_url: str) -> Image.Image:

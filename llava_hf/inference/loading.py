@@ -17,19 +17,11 @@ import torch
 
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
-from .errors import UserInputError
+from ..dtypes import resolve_dtype
+from ..errors import UserInputError
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
 ADAPTER_CONFIG = "adapter_config.json"
-DTYPES = {
-    "auto": "auto",
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float32": torch.float32,
-    "fp32": torch.float32,
-}
 # XTuner's ProjectorModel is `nn.Sequential(Linear, GELU, Linear)`; ours names the two linears.
 XTUNER_PROJECTOR_KEYS = {"model.0.": "linear_1.", "model.2.": "linear_2."}
 
@@ -38,7 +30,7 @@ def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=N
                              device_map=None):
     """(model in eval mode, processor) for any folder our tools produce; see the module docstring.
 
-    `torch_dtype` is a `torch.dtype` or one of `DTYPES`' names; `bits` is None, 4 (NF4, double quant) or 8.
+    `torch_dtype`: a `torch.dtype` or a name in `llava_hf.dtypes.DTYPE_CHOICES`; `bits`: None, 4 (NF4) or 8.
     """
     dtype = resolve_dtype(torch_dtype)
     quantization_config = quantization_config_for(bits, dtype)
@@ -55,14 +47,6 @@ def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=N
     else:
         model, processor = load_model_folder(model_name_or_path, options)
     return model.eval(), processor
-
-
-def resolve_dtype(torch_dtype):
-    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
-        return torch_dtype
-    if torch_dtype not in DTYPES:
-        raise UserInputError(f"unknown torch dtype {torch_dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[torch_dtype]
 
 
 def quantization_config_for(bits, dtype=None):

@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import gradio as gr  # noqa: E402
 
 from .chat_session import ChatSession  # noqa: E402
-from .errors import UserInputError  # noqa: E402
+from ..errors import UserInputError  # noqa: E402
 from .images import open_image  # noqa: E402
 
 TITLE = "llava_hf chat"

@@ -1,5 +1,5 @@
-"""Model families shipped by llava_hf; `register()` wires them into transformers' Auto classes (and the
-`packed_sdpa` attention into its attention interface)."""
+"""Model families shipped by llava_hf, registered with transformers' Auto classes (and the `packed_sdpa` attention
+with its attention interface) when this package is imported."""
 
 from . import internlm2, llava_internlm2, packed_sdpa
 
@@ -8,3 +8,6 @@ def register():
     internlm2.register()
     llava_internlm2.register()
     packed_sdpa.register()
+
+
+register()

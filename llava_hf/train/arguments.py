@@ -8,12 +8,17 @@ train in each stage). `--config recipe.yaml` supplies defaults; flags given on t
 import os
 import sys
 from dataclasses import dataclass, field, fields
+from typing import Literal, get_args
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-STAGES = ("pretrain", "finetune")
-TUNE_MODES = ("frozen", "full", "lora")
+from ..dtypes import DTYPE_CHOICES
+
+DtypeName = Literal[DTYPE_CHOICES]
+Stage = Literal["pretrain", "finetune"]
+TuneMode = Literal["frozen", "full", "lora"]
+STAGES, TUNE_MODES = get_args(Stage), get_args(TuneMode)
 ADAPTER_DTYPES = ("float32", "bfloat16")
 
 
@@ -28,7 +33,9 @@ class ModelArguments:
     )
     vision_tower_name_or_path: str | None = field(default=None, metadata={"help": "CLIP vision folder."})
     projector_path: str | None = field(default=None, metadata={"help": "Optional projector weights to start from."})
-    torch_dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32."})
+    torch_dtype: DtypeName = field(
+        default="auto", metadata={"help": "Weights dtype (auto: the --bf16/--fp16 dtype, else float32)."}
+    )
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default), eager, flash_attention_2."})
     bits: int | None = field(default=None, metadata={"help": "4 loads the LLM in NF4 (QLoRA); needs CUDA + bitsandbytes."})
 
@@ -61,11 +68,11 @@ class DataArguments:
 
 @dataclass
 class LlavaTrainingArguments(TrainingArguments):
-    stage: str = field(default="pretrain", metadata={"help": "pretrain (projector alignment) or finetune."})
-    tune_llm: str | None = field(
-        default=None, metadata={"help": "frozen | full | lora (default: frozen for pretrain, full for finetune)."}
+    stage: Stage = field(default="pretrain", metadata={"help": "pretrain (projector alignment) or finetune."})
+    tune_llm: TuneMode | None = field(
+        default=None, metadata={"help": "How the LLM trains (default: frozen for pretrain, full for finetune)."}
     )
-    tune_vision_tower: str = field(default="frozen", metadata={"help": "frozen | full | lora."})
+    tune_vision_tower: TuneMode = field(default="frozen", metadata={"help": "How the ViT trains."})
     lora_r: int = field(default=512, metadata={"help": "LLM LoRA rank."})
     lora_alpha: int = field(default=256, metadata={"help": "LLM LoRA alpha."})
     lora_dropout: float = field(default=0.05)

@@ -5,7 +5,6 @@ import os
 
 import torch
 from transformers import TrainerCallback
-from transformers.integrations import TensorBoardCallback
 
 
 class EvaluateChatCallback(TrainerCallback):
@@ -15,7 +14,7 @@ class EvaluateChatCallback(TrainerCallback):
         self.image = image  # a PIL image or None
         self.every_n_steps = every_n_steps
         self.max_new_tokens = max_new_tokens
-        self.trainer = None  # set by the training script, for the TensorBoard writer
+        self.tb_writer = None  # our own writer into args.logging_dir, next to TensorBoardCallback's event file
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_n_steps and state.global_step % self.every_n_steps == 0:
@@ -23,6 +22,9 @@ class EvaluateChatCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._evaluate(args, state, model)
+        if self.tb_writer is not None:
+            self.tb_writer.close()
+            self.tb_writer = None
 
     @torch.no_grad()
     def _evaluate(self, args, state, model):
@@ -37,9 +39,20 @@ class EvaluateChatCallback(TrainerCallback):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"step_{state.global_step}.txt"), "w", encoding="utf-8") as f:
             f.write(text + "\n")
-        for callback in getattr(getattr(self.trainer, "callback_handler", None), "callbacks", []):
-            if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
-                callback.tb_writer.add_text("eval_chat", text.replace("\n", "  \n"), state.global_step)
+        writer = self._tensorboard_writer(args)
+        if writer is not None:
+            writer.add_text("eval_chat", text.replace("\n", "  \n"), state.global_step)
+            writer.flush()
+
+    def _tensorboard_writer(self, args):
+        """A writer into `args.logging_dir` when the run reports to TensorBoard (TensorBoard reads every event file
+        in a run folder, so the answers show next to the losses)."""
+        report_to = getattr(args, "report_to", None) or []
+        if self.tb_writer is None and "tensorboard" in report_to and getattr(args, "logging_dir", None):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb_writer = SummaryWriter(log_dir=args.logging_dir)
+        return self.tb_writer
 
     def answer(self, model, prompt: str) -> str:
         """Greedy answer in the model's chat template (cache on, checkpointing off while generating)."""

@@ -28,6 +28,8 @@ from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
 from transformers.trainer_utils import has_length
 
+from ..errors import UserInputError
+
 logger = logging.getLogger("llava_hf.train")
 
 MANIFEST_NAME = "checkpoint_manifest.json"
@@ -250,7 +252,7 @@ def resolve_resume(args) -> str | None:
         broadcast_object_list(outcome)
     path, error = outcome[0]
     if error:
-        raise SystemExit(error if state.is_main_process else 1)
+        raise UserInputError(error)
     return path
 
 
@@ -376,6 +378,16 @@ def _reset_in_forked_child():
 os.register_at_fork(after_in_child=_reset_in_forked_child)
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving `checkpoint-<step>`. `exit_code` is 128 + the signal number (143 for
+    SIGTERM, 130 for SIGINT), what a shell reports for a process ended by that signal."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}")
+        self.signum, self.step = signum, step
+        self.exit_code = 128 + signum
+
+
 class SaveAndStopCallback(TrainerCallback):
     """At every step end the ranks agree whether any of them got a stop signal (a signal may reach one rank only);
     if one did, Trainer saves this step's checkpoint and stops, on every rank at the same step."""
@@ -406,16 +418,16 @@ class SaveAndStopCallback(TrainerCallback):
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return int(flag.item())
 
-    def exit_if_stopped(self, output_dir: str) -> None:
-        """After `trainer.train()`: end the process with 128 + the signal number (143 for SIGTERM, 130 for SIGINT),
-        as a shell reports a process ended by that signal, and say where to resume from."""
+    def raise_if_stopped(self, output_dir: str) -> None:
+        """After `trainer.train()`: raise `TrainingInterrupted` (the entry point exits with its code) and say where
+        to resume from."""
         if self.stopped_at_step is None:
             return
         if PartialState().is_main_process:
             checkpoint = os.path.join(output_dir, f"checkpoint-{self.stopped_at_step}")
             logger.error("stopped by %s after step %d: saved %s; run again with --resume_from_checkpoint auto "
                          "to continue", signal.Signals(self.stop_signal).name, self.stopped_at_step, checkpoint)
-        raise SystemExit(128 + self.stop_signal)
+        raise TrainingInterrupted(self.stop_signal, self.stopped_at_step)
 
 
 class ResumePointCallback(TrainerCallback):

@@ -13,6 +13,7 @@ import re
 import torch
 from torch import nn
 
+from ..dtypes import resolve_dtype
 from ..models.quantization import bnb_config, check_bits
 from .arguments import LlavaTrainingArguments, ModelArguments
 
@@ -38,10 +39,9 @@ def check_options(model_args: ModelArguments, training_args: LlavaTrainingArgume
         raise ValueError("no model: give --model_name_or_path, or --llm_name_or_path and --vision_tower_name_or_path")
 
 
-def _dtype(name: str, training_args: LlavaTrainingArguments):
-    if name == "auto":
-        return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
-    return getattr(torch, name)
+def mixed_precision_dtype(training_args: LlavaTrainingArguments) -> torch.dtype:
+    """What `--torch_dtype auto` loads the model in for training: the `--bf16` / `--fp16` dtype, else float32."""
+    return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
 
 
 def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTrainingArguments):
@@ -51,7 +51,7 @@ def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTra
     from ..models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
     from ..models.llava_internlm2.builder import build_llava_from_pretrained
 
-    dtype = _dtype(model_args.torch_dtype, training_args)
+    dtype = resolve_dtype(model_args.torch_dtype, auto=mixed_precision_dtype(training_args))
     kwargs = {"dtype": dtype}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation

@@ -5,48 +5,42 @@ Cheap checks first (paths, option combinations, the data validator), then the mo
 
 import logging
 import os
+from dataclasses import dataclass
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
+from ..cli.exit_codes import USAGE_ERROR
+from ..data.errors import DataError
+from ..data.tokenization import default_max_length
+from ..errors import UserInputError
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
 from .model_setup import check_options, configure_trainable, load_model_and_processor, trainable_parameter_summary
 
 logger = logging.getLogger("llava_hf.train")
 
-DEFAULT_CONTEXT = 2048
-
-
 def data_sources(data_args: DataArguments):
     """One `DataSource` per data file; a single image folder is shared by all files."""
-    from ..data.sources import DataSource
+    from ..data.sources import pair_sources
 
     if not data_args.data_path:
         raise ValueError("no training data: give --data_path (LLaVA .json/.jsonl) and --image_folder")
-    folders = list(data_args.image_folder)
-    if len(folders) == 1:
-        folders *= len(data_args.data_path)
-    if folders and len(folders) != len(data_args.data_path):
-        raise ValueError(
-            f"{len(data_args.data_path)} --data_path values but {len(folders)} --image_folder values; "
-            "give one folder per file, or one for all"
-        )
-    folders = folders or [None] * len(data_args.data_path)
-    for path in data_args.data_path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--data_path {path}: no such file")
-    for folder in folders:
-        if folder is not None and not os.path.isdir(folder):
-            raise FileNotFoundError(f"--image_folder {folder}: no such directory")
-    return [DataSource(path, folder) for path, folder in zip(data_args.data_path, folders)]
+    sources = pair_sources(data_args.data_path, data_args.image_folder, flag_style="_")
+    for source in sources:
+        if not os.path.isfile(source.data_path):
+            raise FileNotFoundError(f"--data_path {source.data_path}: no such file")
+        if source.image_folder is not None and not os.path.isdir(source.image_folder):
+            raise FileNotFoundError(f"--image_folder {source.image_folder}: no such directory")
+    return sources
 
 
 def check_model_paths(model_args: ModelArguments) -> None:
     for name in ("model_name_or_path", "llm_name_or_path", "vision_tower_name_or_path", "projector_path"):
         path = getattr(model_args, name)
-        # "org/name" may be a hub id (resolved from the local HF cache); explicit paths must exist
-        if path and path.startswith((".", "/", "~")) and not os.path.exists(os.path.expanduser(path)):
+        # "org/name" may be a Hub id (resolved from the local HF cache); anything else must exist
+        hub_id_shape = path is not None and path.count("/") == 1 and not path.startswith((".", "/", "~"))
+        if path and not hub_id_shape and not os.path.exists(os.path.expanduser(path)):
             raise FileNotFoundError(f"--{name} {path}: no such file or directory")
 
 
@@ -63,7 +57,7 @@ def validate(sources, tokenizer, template, max_length, data_args: DataArguments)
         if state.is_main_process:
             print(report.format(), flush=True)
         if not data_args.skip_bad_samples or report.has_file_errors:
-            raise SystemExit("data validation failed before step 1 (see the report above)")
+            raise DataError("data validation failed before step 1 (see the report above)")
         logger.warning("skipping %d bad sample(s) (--skip_bad_samples)", len(report.bad_samples))
     return report.bad_samples if data_args.skip_bad_samples else frozenset()
 
@@ -86,18 +80,29 @@ def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrain
     return loaded
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments):
+@dataclass
+class PreparedRun:
+    """Everything `prepare` checked and built; `run` trains it."""
+
+    trainer: "LlavaTrainer"
+    checkpoint: str | None  # resumed from, None for a fresh start
+    save_and_stop: "SaveAndStopCallback"
+    model: "PreTrainedModel"  # the LLaVA model under any PEFT wrapper
+    loaded_attention: str  # the language model's attention implementation as loaded
+
+
+def prepare(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments) -> PreparedRun:
+    """Check the options and paths, pick the checkpoint to resume from, load the model, validate and tokenize the
+    data and build the trainer: everything that can fail on user input, before step 1."""
     from ..data.collator import LlavaDataCollator
     from ..data.dataset import build_llava_dataset
     from ..data.templates import get_template
     from .callbacks import EvaluateChatCallback
-    from .checkpointing import (
-        ResumePointCallback, SaveAndStopCallback, StopSignals, clear_leftovers, delete_checkpoints, resolve_resume,
-    )
+    from .checkpointing import ResumePointCallback, SaveAndStopCallback, StopSignals, resolve_resume
     from .trainer import LlavaTrainer
 
     if training_args.output_dir is None:
-        raise ValueError("give --output_dir")
+        raise UserInputError("give --output_dir")
     check_options(model_args, training_args)
     check_model_paths(model_args)
     sources = data_sources(data_args)
@@ -106,7 +111,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
     set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
     model, processor = load_model_and_processor(model_args, training_args)
     template = get_template(data_args.prompt_template, processor.tokenizer)
-    max_length = data_args.max_length or DEFAULT_CONTEXT - processor.image_seq_length
+    max_length = data_args.max_length or default_max_length(processor.image_seq_length)
     pad_to_square = data_args.pad_image_to_square
     if pad_to_square is None:
         pad_to_square = training_args.stage == "finetune"
@@ -121,10 +126,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         cache_images=data_args.cache_images_in_memory,
     )
     if len(dataset) == 0:
-        raise ValueError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
+        raise DataError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
 
     loaded_attention = configure_speed(model, model_args, training_args)
-    base_model = model
+    llava_model = model
     model = configure_trainable(model, training_args)
     if training_args.ddp_find_unused_parameters is None:
         # Features come from ViT layer -2, so a trained ViT's last layer never gets a gradient.
@@ -133,9 +138,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         logger.info(trainable_parameter_summary(model))
         logger.info("data: %s", dataset.stats)
 
-    stop_signals = StopSignals()
-    save_and_stop = SaveAndStopCallback(stop_signals)
-    callbacks = []
+    save_and_stop = SaveAndStopCallback(StopSignals())
+    callbacks = [save_and_stop, ResumePointCallback(checkpoint)]
     if training_args.eval_chat_prompts:
         from ..data.images import load_image
 
@@ -148,34 +152,56 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: L
         train_dataset=dataset,
         data_collator=LlavaDataCollator(processor.tokenizer.pad_token_id, padding_free=training_args.padding_free),
         processing_class=processor,
-        callbacks=[*callbacks, save_and_stop, ResumePointCallback(checkpoint)],
+        callbacks=callbacks,
     )
-    for callback in callbacks:
-        callback.trainer = trainer
+    return PreparedRun(trainer, checkpoint, save_and_stop, llava_model, loaded_attention)
+
+
+def run(prepared: PreparedRun):
+    """Train, then save the final model and state. A stop signal saves a checkpoint and raises
+    `TrainingInterrupted` instead of writing the final model."""
+    from .checkpointing import clear_leftovers, delete_checkpoints
+
+    trainer, training_args = prepared.trainer, prepared.trainer.args
     clear_leftovers(training_args)
-    with stop_signals.installed():  # until the final model is saved: a signal then lets the save finish
-        trainer.train(resume_from_checkpoint=checkpoint)
-        save_and_stop.exit_if_stopped(training_args.output_dir)
+    with prepared.save_and_stop.signals.installed():  # until the final model is saved: a signal lets the save finish
+        trainer.train(resume_from_checkpoint=prepared.checkpoint)
+        prepared.save_and_stop.raise_if_stopped(training_args.output_dir)
         trainer.save_model()
         trainer.save_state()
     if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
         delete_checkpoints(training_args, "--save_strategy no and the run is complete")
     # The model handed back computes exactly what the saved folder reloads to (packed_sdpa is a training setting).
-    base_model.language_model.set_attn_implementation(loaded_attention)
+    prepared.model.language_model.set_attn_implementation(prepared.loaded_attention)
     return trainer
 
 
-def main(argv=None, demo_recipe_dir: str | None = None):
-    """Entry point of `examples/train.py`: with no data and no model, run the built-in demo."""
-    from .arguments import load_recipe, parse_args
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments):
+    """One stage, start to end (`prepare`, then `run`); returns the trainer."""
+    return run(prepare(model_args, data_args, training_args))
+
+
+def main(argv=None) -> int:
+    """Entry point of `examples/train.py`: with no data and no model, run the built-in demo. Returns the exit status:
+    0 when trained; 2 when a user mistake (a wrong path, option or data, found before step 1) was reported as one
+    `error:` line; 128 + the signal number when a stop signal saved a checkpoint and ended training."""
+    from ..cli.exit_codes import USER_ERRORS, report_user_error
+    from .arguments import parse_args
+    from .checkpointing import TrainingInterrupted
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args(argv)
-    if is_demo(model_args, data_args) and demo_recipe_dir is not None:
-        from .demo import prepare_demo
+    try:
+        model_args, data_args, training_args = parse_args(argv)
+        if is_demo(model_args, data_args):
+            from ..demo.prepare import demo_recipe, prepare_demo
 
-        stage = training_args.stage
-        prepare_demo(stage)
-        recipe = load_recipe(os.path.join(demo_recipe_dir, f"demo_{stage}.yaml"))
-        model_args, data_args, training_args = parse_args(argv, default_recipe=recipe)
-    return train(model_args, data_args, training_args)
+            prepare_demo(training_args.stage)
+            model_args, data_args, training_args = parse_args(argv, default_recipe=demo_recipe(training_args.stage))
+        prepared = prepare(model_args, data_args, training_args)
+    except USER_ERRORS as error:
+        return report_user_error("train.py", error) if PartialState().is_main_process else USAGE_ERROR
+    try:
+        run(prepared)
+    except TrainingInterrupted as stop:
+        return stop.exit_code
+    return 0

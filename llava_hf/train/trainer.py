@@ -32,6 +32,7 @@ class LlavaTrainer(Trainer):
         self._last_log_time = time.perf_counter()
 
     def _get_train_sampler(self, train_dataset=None):
+        # Private override (as TRL's trainers do): Trainer has no public hook for the sampler of its own dataloader.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = getattr(dataset, "modality_lengths", None)
         if lengths is None:
@@ -123,6 +124,7 @@ class LlavaTrainer(Trainer):
         return self._checkpoint_staging_dir or super()._get_output_dir(trial)
 
     def _save(self, output_dir=None, state_dict=None):
+        # Private override: where Trainer's save paths (checkpoints and save_model) hand over the state dict.
         model = self.accelerator.unwrap_model(self.model)
         if not hasattr(model, "peft_config") and _rebuildable_from_sources(model):
             if state_dict is None:

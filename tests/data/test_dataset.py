@@ -156,8 +156,8 @@ def test_parallel_tokenization_gives_the_same_table(source, tiny_processor):
 def test_batches_feed_the_tiny_llava_model(tmp_path):
     from llava_hf.data.collator import LlavaDataCollator
     from llava_hf.data.sampler import ModalityLengthGroupedSampler
-    from llava_hf.data.synthetic import make_synthetic_dataset
-    from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+    from llava_hf.demo.synthetic import make_synthetic_dataset
+    from llava_hf.testing import build_tiny_llava
 
     model, processor = build_tiny_llava()
     paths = make_synthetic_dataset(str(tmp_path), n_pretrain=0, n_finetune=40, seed=0)

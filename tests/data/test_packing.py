@@ -8,7 +8,7 @@ import pytest
 from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.data.sampler import TokenBudgetBatchSampler
 
-from .test_collator import item
+from tests.data.test_collator import item
 
 
 def test_flattened_batch_is_one_row_with_restarting_positions():

@@ -9,7 +9,7 @@ from PIL import Image
 
 from llava_hf.data.conversation import conversation_to_turns
 from llava_hf.data.sources import DataSource
-from llava_hf.data.synthetic import (
+from llava_hf.demo.synthetic import (
     COLORS, OPTION_LETTERS, SHAPES, SHORT_ANSWER_SUFFIX, make_synthetic_dataset, make_synthetic_mmbench_tsv,
     multiple_choice,
 )

@@ -23,7 +23,7 @@ def test_mismatched_folder_count(tmp_path, capsys):
     args = ["validate-data", "--data-path", "a.json", "--data-path", "b.json", "--data-path", "c.json",
             "--image-folder", "x", "--image-folder", "y"]
     assert main(args) == 2
-    assert "3 --data-path but 2 --image-folder" in capsys.readouterr().err
+    assert "error: 3 --data-path values but 2 --image-folder values" in capsys.readouterr().err
 
 
 def test_trimmed_turns_are_warnings_with_the_sample_id(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mmbench_fixtures import circular_rows, question_frame, write_tsv
+from tests.eval.mmbench_fixtures import circular_rows, question_frame, write_tsv
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def test_tsv(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory):
     """A saved tiny random LLaVA-InternLM2 (model + processor) folder, as `load_model_and_processor` reads it."""
-    from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+    from llava_hf.testing import build_tiny_llava
 
     model, processor = build_tiny_llava(image_size=28, text_hidden_size=64, vision_hidden_size=32)  # 4 image tokens
     path = str(tmp_path_factory.mktemp("tiny_llava"))

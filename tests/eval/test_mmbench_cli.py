@@ -1,17 +1,14 @@
-import argparse
 import json
 
 import pytest
 
-from llava_hf.cli import mmbench
+from llava_hf.cli.main import main
 from llava_hf.eval.predictions_io import write_jsonl
-from mmbench_fixtures import HANDMADE_PREDICTIONS
+from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
 
 
 def run_cli(*argv) -> int:
-    parser = argparse.ArgumentParser()
-    mmbench.add_arguments(parser)
-    return mmbench.run(parser.parse_args(list(argv)))
+    return main(["mmbench", *argv])
 
 
 def test_rescoring_a_predictions_file_needs_no_model(dev_tsv, tmp_path):
@@ -26,25 +23,25 @@ def test_rescoring_a_predictions_file_needs_no_model(dev_tsv, tmp_path):
 def test_incomplete_predictions_file_is_a_one_line_error(dev_tsv, tmp_path, capsys):
     predictions = tmp_path / "old.jsonl"
     write_jsonl(str(predictions), [{"index": 1, "prediction": "B"}])
-    assert run_cli("--predictions", str(predictions), "--data-path", dev_tsv, "--work-dir", str(tmp_path)) == 1
+    assert run_cli("--predictions", str(predictions), "--data-path", dev_tsv, "--work-dir", str(tmp_path)) == 2
     assert "12 of 13 rows" in capsys.readouterr().err
 
 
 def test_demo_without_training_tells_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_cli() == 1
+    assert run_cli() == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "examples/train.py --stage pretrain" in error
 
 
 def test_bad_input_fails_before_loading_a_model(dev_tsv, tmp_path, capsys):
     (tmp_path / "bad.tsv").write_text("index\tquestion\n1\tq\n")
-    assert run_cli(str(tmp_path / "no_model"), "--data-path", str(tmp_path / "bad.tsv")) == 1
+    assert run_cli(str(tmp_path / "no_model"), "--data-path", str(tmp_path / "bad.tsv")) == 2
     assert "bad.tsv: missing column" in capsys.readouterr().err
     assert run_cli(str(tmp_path / "no_model"), "--data-path", dev_tsv, "--work-dir", str(tmp_path / "w"),
-                   "--prompt-template", "nonsense") == 1
+                   "--prompt-template", "nonsense") == 2
     assert "unknown prompt template 'nonsense'" in capsys.readouterr().err
-    assert run_cli(str(tmp_path / "no_model")) == 1
+    assert run_cli(str(tmp_path / "no_model")) == 2
     assert "--data-path TSV is required" in capsys.readouterr().err
 
 

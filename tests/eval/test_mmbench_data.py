@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mmbench_fixtures import question_frame, write_tsv
+from tests.eval.mmbench_fixtures import question_frame, write_tsv
 from llava_hf.eval.mmbench_data import (
     CN_INSTRUCTION,
     EN_INSTRUCTION,

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from fake_mmbench_model import fake_model_answering
+from tests.eval.fake_mmbench_model import fake_model_answering
 from llava_hf.eval.mmbench_data import load_mmbench_tsv
 from llava_hf.eval.mmbench_runner import (
     PART_FILE,
@@ -16,7 +16,7 @@ from llava_hf.eval.mmbench_runner import (
 )
 from llava_hf.eval.mmbench_scoring import score_mmbench
 from llava_hf.eval.predictions_io import read_jsonl_records, write_jsonl
-from mmbench_fixtures import HANDMADE_PREDICTIONS
+from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
 
 def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
     data = load_mmbench_tsv(dev_tsv)
@@ -131,7 +131,7 @@ def test_left_padded_batches_answer_like_single_rows(dev_tsv, tiny_llava_dir):
 
 def test_named_template_uses_its_instruction_and_stop_words(dev_tsv):
     from llava_hf.data.templates import get_template
-    from llava_hf.eval.mmbench_runner import cut_at_stop_words
+    from llava_hf.inference.chat_session import cut_at_stop_words
 
     data = load_mmbench_tsv(dev_tsv)
     template = get_template("internlm2_chat")
@@ -143,7 +143,7 @@ def test_named_template_uses_its_instruction_and_stop_words(dev_tsv):
 
 
 def test_generation_stops_at_eos_and_im_end(tiny_tokenizer):
-    from llava_hf.eval.mmbench_runner import stop_token_ids
+    from llava_hf.models.llava_internlm2.processing_llava_internlm2 import chat_stop_token_ids
 
-    assert stop_token_ids(tiny_tokenizer) == [tiny_tokenizer.eos_token_id,
+    assert chat_stop_token_ids(tiny_tokenizer) == [tiny_tokenizer.eos_token_id,
                                               tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")]

@@ -2,7 +2,7 @@ import pytest
 
 from llava_hf.eval.mmbench_data import load_mmbench_tsv
 from llava_hf.eval.mmbench_scoring import format_report, score_mmbench
-from mmbench_fixtures import HANDMADE_PREDICTIONS
+from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
 
 
 def test_handmade_scores(dev_tsv):

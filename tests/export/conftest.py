@@ -8,8 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from llava_hf.models.llava_internlm2 import build_tiny_llava
-from shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
+from llava_hf.testing import build_tiny_llava
+from tests.export.shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def tiny_parts(tmp_path_factory, tiny_tokenizer_dir):
 def trained(tmp_path_factory, tiny_parts):
     """What training writes: `stage1/` (projector only, sources recorded), `lora/` (one adapter: LLM + ViT LoRA,
     projector in modules_to_save, base = stage1/) and its `lora/checkpoint-2/`."""
-    from llava_hf.data.synthetic import make_synthetic_dataset
+    from llava_hf.demo.synthetic import make_synthetic_dataset
     from llava_hf.train import parse_args, train
 
     parts = tiny_parts[0]

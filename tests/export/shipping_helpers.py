@@ -1,4 +1,4 @@
-"""Helpers shared by the shipping tests (imported by name, like tests/eval's mmbench_fixtures)."""
+"""Helpers shared by the shipping tests."""
 
 import torch
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import AutoModelForCausalLM, CLIPVisionModel
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
-from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_tiny_llava
+from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
+from llava_hf.testing import build_tiny_llava
 from llava_hf.models.llava_internlm2.checkpoint_io import stored_tensor_names
 
 VIT_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
@@ -26,6 +27,7 @@ def adapter_model(trained):
     return load_model_and_processor(str(trained / "lora"), torch_dtype="float32")
 
 
+@pytest.mark.slow
 def test_merged_lora_equals_the_adapter_model_and_loads_without_llava_hf(
         trained, adapter_model, image, tmp_path, run_without_llava_hf):
     model, processor = adapter_model
@@ -33,7 +35,7 @@ def test_merged_lora_equals_the_adapter_model_and_loads_without_llava_hf(
     expected = logits_of(model, inputs)
     stage1, _ = load_model_and_processor(str(trained / "stage1"))
     assert (logits_of(stage1, inputs) - expected).abs().max() > 1e-3  # the LoRA run really changed the model
-    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--dtype", "float32"]) == 0
+    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--torch-dtype", "float32"]) == 0
     merged_dir = tmp_path / "merged"
 
     merged = LlavaInternLM2ForConditionalGeneration.from_pretrained(merged_dir)

@@ -5,14 +5,16 @@ import json
 import re
 import shutil
 
+import pytest
 import yaml
 from huggingface_hub import HfApi
-from shipping_helpers import chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import chat_inputs, logits_of, run_folder
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
 
 
+@pytest.mark.slow
 def test_publish_uploads_a_self_contained_folder_with_a_model_card(trained, image, tmp_path, monkeypatch,
                                                                     run_without_llava_hf):
     calls = []
@@ -37,7 +39,7 @@ def test_publish_uploads_a_self_contained_folder_with_a_model_card(trained, imag
     (trained / "lora" / "mmbench_result.json").write_text(json.dumps(mmbench))
     try:
         assert cli(["publish", str(trained / "lora"), "--repo-id", "me/tiny-llava", "--private", "--revision", "v1",
-                    "--dataset", "liuhaotian/LLaVA-Pretrain", "--dtype", "float32"]) == 0
+                    "--dataset", "liuhaotian/LLaVA-Pretrain", "--torch-dtype", "float32"]) == 0
     finally:
         (trained / "lora" / "mmbench_result.json").unlink()
     assert [call[0] for call in calls] == ["create_repo", "create_branch", "upload_folder"]

@@ -6,13 +6,14 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 
 from llava_hf.cli.main import main as cli
 from llava_hf.export.stock_llava import stock_llava_config
 from llava_hf.inference import UserInputError, load_model_and_processor
-from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, build_tiny_llava
+from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
+from llava_hf.testing import build_tiny_llava
 
 
 @pytest.fixture(scope="module", params=["internlm2", "llama"])
@@ -26,6 +27,7 @@ def model_dir(request, tmp_path_factory, tiny_tokenizer_dir):
     return root / "model"
 
 
+@pytest.mark.slow
 def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir, image, tmp_path,
                                                                        run_without_llava_hf):
     model, processor = load_model_and_processor(str(model_dir), torch_dtype="float32")

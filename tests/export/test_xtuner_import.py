@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 from safetensors.torch import save_file
-from shipping_helpers import chat_inputs, logits_of
-from xtuner_layout import write_xtuner_llava_folder
+from tests.export.shipping_helpers import chat_inputs, logits_of
+from tests.xtuner_layout import write_xtuner_llava_folder
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+from llava_hf.testing import build_tiny_llava
 
 GREEDY = {"max_new_tokens": 10, "do_sample": False}
 

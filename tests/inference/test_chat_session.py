@@ -5,7 +5,7 @@ from PIL import Image
 from llava_hf.data.templates import get_template
 from llava_hf.inference.chat_session import (
     ChatSession,
-    Turn,
+    ChatTurn,
     end_of_turn_marker,
     hold_back_stop_words,
     render_with_template,
@@ -101,7 +101,7 @@ def test_text_stop_words_are_neither_streamed_nor_kept():
 
 def test_xtuner_template_layout_matches_xtuner_chat():
     template = get_template("internlm2_chat")
-    turns = [Turn("what is it", [RED], "a dog"), Turn("colour?", [], None)]
+    turns = [ChatTurn("what is it", [RED], "a dog"), ChatTurn("colour?", [], None)]
     text = render_with_template(template, turns, "Be brief.", "<image>", "</s>")
     assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n"
                     "<|im_start|>user\n<image>\nwhat is it<|im_end|>\n<|im_start|>assistant\n"
@@ -110,7 +110,7 @@ def test_xtuner_template_layout_matches_xtuner_chat():
 
 
 def test_plain_template_keeps_only_the_image_like_stage_one_training():
-    turns = [Turn("describe it", [RED], None)]
+    turns = [ChatTurn("describe it", [RED], None)]
     assert render_with_template(get_template("plain"), turns, None, "<image>", "</s>") == "<image>"
 
 
@@ -121,7 +121,7 @@ def test_named_template_session_matches_its_own_full_history(tiny_llava):
     first = session.reply("what color is it", images=[RED])
     second = session.reply("and the shape")
     fresh = ChatSession(model, processor, template=template, generation_options=GREEDY)
-    fresh.turns = [Turn("what color is it", [RED], first)]  # the same history, no cache
+    fresh.turns = [ChatTurn("what color is it", [RED], first)]  # the same history, no cache
     assert fresh.reply("and the shape") == second
 
 

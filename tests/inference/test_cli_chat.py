@@ -77,7 +77,7 @@ def test_sampling_options_reach_generate(monkeypatch, capsys, tiny_llava_dir):
 
 @pytest.mark.parametrize("case", ["missing image", "unreadable image", "not llava", "4-bit without cuda",
                                   "bad template", "no demo model"])
-def test_user_errors_are_one_line_and_exit_nonzero(monkeypatch, capsys, tmp_path, tiny_llava_dir,
+def test_user_errors_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, tiny_llava_dir,
                                                    tiny_llava_parts, case):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     broken = tmp_path / "broken.png"
@@ -92,6 +92,6 @@ def test_user_errors_are_one_line_and_exit_nonzero(monkeypatch, capsys, tmp_path
     }[case]
     monkeypatch.chdir(tmp_path)  # no work_dirs/demo here
     code, out, err = run_chat(monkeypatch, capsys, [*argv, "--prompt", "hi"])
-    assert code == 1
+    assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("llava-hf chat: error: ") and expected in err

@@ -9,7 +9,7 @@ from peft import LoraConfig, get_peft_model
 from PIL import Image
 
 from llava_hf.inference import UserInputError, load_model_and_processor
-from xtuner_layout import VIT_LINEARS, randomize_, write_xtuner_llava_folder
+from tests.xtuner_layout import VIT_LINEARS, randomize_, write_xtuner_llava_folder
 
 
 def logits(model, processor):

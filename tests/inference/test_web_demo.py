@@ -76,6 +76,8 @@ def last_answer_is(page, text, timeout_ms=60000):
         raise AssertionError(f"expected the answer {text!r}; the page shows {shown!r}") from None
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_llava, tiny_llava_dir, image_files,
                                                            full_history_answer):
     import gradio
@@ -114,5 +116,5 @@ def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_lla
 def test_serve_reports_a_bad_model_folder_in_one_line(capsys, tiny_llava_parts):
     code = main(["serve", str(tiny_llava_parts[2] / "llm"), "--port", str(free_port())])
     out, err = capsys.readouterr()
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("llava-hf serve: error: ") and "not a LLaVA model" in err

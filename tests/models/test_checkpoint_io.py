@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_tiny_llava
+from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
+from llava_hf.testing import build_tiny_llava
 from llava_hf.models.llava_internlm2.checkpoint_io import read_tensors, stored_tensor_names
 
 

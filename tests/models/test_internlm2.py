@@ -220,6 +220,7 @@ def test_save_pretrained_keeps_original_keys_and_rope_names(tmp_path):
     torch.testing.assert_close(reloaded(ids).logits, model(ids).logits, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_with_trust_remote_code_without_llava_hf(tmp_path):
     """The copied modeling files are self-contained (what users without llava_hf get)."""
     model = random_model(tiny_config(8, 2))

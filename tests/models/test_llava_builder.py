@@ -8,9 +8,9 @@ import torch
 from llava_hf.models.llava_internlm2 import (
     LlavaInternLM2ForConditionalGeneration,
     build_llava_from_pretrained,
-    build_tiny_llava,
     load_projector_weights,
 )
+from llava_hf.testing import build_tiny_llava
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,14 @@ from transformers import (
     LlavaForConditionalGeneration,
 )
 
-from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config, internlm2_to_llama_state_dict
+from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config
 from llava_hf.models.llava_internlm2 import (
     LlavaInternLM2Config,
     LlavaInternLM2ForConditionalGeneration,
-    build_tiny_llava,
 )
+from llava_hf.export.stock_llava import stock_state_dict
 from llava_hf.models.llava_internlm2.modeling_llava_internlm2 import CACHE_FIELD
+from llava_hf.testing import build_tiny_llava
 
 IMAGE_TOKEN_ID = 95
 VOCAB = 96
@@ -44,22 +45,10 @@ def _batch(n_image_tokens: int):
     return input_ids, attention_mask, labels
 
 
-def _to_stock_llava_keys(state_dict: dict) -> dict:
-    """Our names -> stock LlavaForConditionalGeneration's runtime names (Llama-layout language model)."""
-    out = {}
-    for key, value in state_dict.items():
-        if key == "language_model.lm_head.weight":
-            out["lm_head.weight"] = value
-        elif key.startswith("language_model.model."):
-            out["model.language_model." + key[len("language_model.model."):]] = value
-        else:
-            out["model." + key] = value
-    return out
-
-
-def _assert_same_as_stock(ours, stock_config, state_dict):
+def _assert_same_as_stock(ours, stock_config):
+    """Stock LLaVA holding our weights (renamed, InternLM2 unpacked, as `export-hf` does) computes our logits."""
     stock = LlavaForConditionalGeneration(stock_config).eval()
-    stock.load_state_dict(_to_stock_llava_keys(state_dict), strict=True)
+    stock.load_state_dict(stock_state_dict(ours), strict=True)
     n_tokens = ours.config.image_seq_length
     input_ids, attention_mask, labels = _batch(n_tokens)
     pixel_values = torch.randn(1, 3, 28, 28)
@@ -78,7 +67,7 @@ def test_parity_with_stock_llava_for_a_llama_text_model():
     ours = LlavaInternLM2ForConditionalGeneration(config).eval()
     stock_config = LlavaConfig(text_config=LlamaConfig(**TEXT), vision_config=VISION, image_token_index=IMAGE_TOKEN_ID,
                                image_seq_length=config.image_seq_length)
-    _assert_same_as_stock(ours, stock_config, ours.state_dict())
+    _assert_same_as_stock(ours, stock_config)
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
@@ -90,11 +79,10 @@ def test_parity_with_stock_llava_plus_llama_for_an_internlm2_text_model(attn_imp
     ours = LlavaInternLM2ForConditionalGeneration(config).eval()
     assert type(ours.language_model).__name__ == "InternLM2ForCausalLM"
     assert ours.language_model.config._attn_implementation == attn_implementation
-    llama_state = internlm2_to_llama_state_dict(ours.state_dict(), text, prefix="language_model.")
     stock_config = LlavaConfig(text_config=internlm2_config_to_llama_config(text), vision_config=VISION,
                                image_token_index=IMAGE_TOKEN_ID, image_seq_length=config.image_seq_length)
     stock_config._attn_implementation = attn_implementation
-    _assert_same_as_stock(ours, stock_config, llama_state)
+    _assert_same_as_stock(ours, stock_config)
 
 
 @pytest.fixture(scope="module")
@@ -336,6 +324,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_saved_folders_load_with_trust_remote_code_without_llava_hf(tiny, tmp_path):
     model, _ = tiny
     input_ids, pixel_values = _image_inputs(model)

@@ -6,10 +6,10 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from llava_hf.data.collator import LlavaDataCollator
-from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config, internlm2_to_llama_state_dict
+from llava_hf.export.stock_llava import stock_state_dict
+from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration
 from llava_hf.models.packed_sdpa import packed_sdpa_attention_forward, sample_boundaries
-from test_llava_internlm2 import _to_stock_llava_keys  # tests/models is a rootdir-importable folder
 
 IMAGE_TOKEN_ID = 95
 VISION = CLIPVisionConfig(
@@ -170,8 +170,7 @@ def test_flattened_batch_loss_matches_stock_llava_on_the_padded_batch():
     stock_config = LlavaConfig(text_config=internlm2_config_to_llama_config(text), vision_config=VISION,
                                image_token_index=IMAGE_TOKEN_ID, image_seq_length=ours.config.image_seq_length)
     stock = LlavaForConditionalGeneration(stock_config).train()
-    llama_state = internlm2_to_llama_state_dict(ours.state_dict(), text, prefix="language_model.")
-    stock.load_state_dict(_to_stock_llava_keys(llama_state), strict=True)
+    stock.load_state_dict(stock_state_dict(ours), strict=True)
     items = make_items(seed=3)
     padded = LlavaDataCollator(pad_token_id=0)(items)
     flat = LlavaDataCollator(pad_token_id=0, padding_free=True)(items)

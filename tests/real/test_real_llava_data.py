@@ -11,8 +11,8 @@ from llava_hf.data.templates import get_template
 from llava_hf.data.tokenization import IGNORE_INDEX, tokenize_conversation
 from llava_hf.data.validate import validate_data
 
-from .conftest import real_path
-from .test_real_templates import supervised_spans
+from tests.real.conftest import real_path
+from tests.real.test_real_templates import supervised_spans
 
 
 @pytest.fixture(scope="module")

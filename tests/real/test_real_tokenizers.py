@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .conftest import real_path
+from tests.real.conftest import real_path
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. What color is the shape?",

@@ -6,7 +6,7 @@ import os
 import pytest
 from PIL import Image
 
-from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+from llava_hf.testing import build_tiny_llava
 
 MICRO = dict(image_size=28, patch_size=14, text_hidden_size=32, text_layers=1, vision_hidden_size=32, vision_layers=2)
 

@@ -70,13 +70,12 @@ LlavaTrainer.training_step, LlavaTrainer.train = training_step, train
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if os.environ.get("RESUME_AFTER_STOP") != "1":
-        main(argv)
+        sys.exit(main(argv))
     else:
         output_dir = argv[argv.index("--output_dir") + 1]
-        try:
-            main(argv)
-        except SystemExit as stop:
-            record["runs"][-1]["exit"] = stop.code
+        code = main(argv)
+        if code != 0:
+            record["runs"][-1]["exit"] = code
             record["manifests_after_stop"] = {
                 name: sorted(json.load(open(os.path.join(output_dir, name, MANIFEST_NAME)))["files"])
                 for name in os.listdir(output_dir) if name.startswith("checkpoint-")}

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from llava_hf.demo import paths
+from llava_hf.demo.prepare import demo_recipe
 from llava_hf.train.arguments import is_demo, load_recipe, parse_args
 
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "recipes")
@@ -47,3 +49,19 @@ def test_no_data_and_no_model_is_the_demo():
     assert is_demo(m, d)
     m, d, _ = parse_args(["--stage", "pretrain", "--data_path", "x.json"])
     assert not is_demo(m, d)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_demo_recipe_comes_from_the_package_with_paths_from_demo_paths(stage, tmp_path, monkeypatch):
+    """From any working directory: the recipe is package data, the paths are `llava_hf.demo.paths` (relative to
+    where the user runs), and flags still win."""
+    monkeypatch.chdir(tmp_path)
+    m, d, t = parse_args(["--stage", stage, "--logging_steps", "3"], default_recipe=demo_recipe(stage))
+    assert d.data_path == [getattr(paths, f"DEMO_{stage.upper()}_JSON")] and d.image_folder == [paths.DEMO_IMAGES]
+    assert t.output_dir == (paths.DEMO_PRETRAIN if stage == "pretrain" else paths.DEMO_FINETUNE)
+    if stage == "pretrain":
+        assert (m.llm_name_or_path, m.model_name_or_path) == (os.path.join(paths.DEMO_BASE, "llm"), None)
+    else:
+        assert (m.llm_name_or_path, m.model_name_or_path) == (None, paths.DEMO_PRETRAIN)
+        assert t.eval_chat_image == paths.DEMO_CHAT_IMAGE
+    assert t.stage == stage and t.tune_llm == "full" and t.logging_steps == 3

@@ -5,10 +5,10 @@ import types
 import torch
 from PIL import Image
 
-from llava_hf.models.llava_internlm2.builder import build_tiny_llava
+from llava_hf.testing import build_tiny_llava
 from llava_hf.train.callbacks import EvaluateChatCallback
 
-from .conftest import MICRO
+from tests.train.conftest import MICRO
 
 
 def test_answers_equal_greedy_generate_and_are_logged(tmp_path):

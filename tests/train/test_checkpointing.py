@@ -14,14 +14,16 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
+from llava_hf.errors import UserInputError
 from llava_hf.train import parse_args, train
 from llava_hf.train.checkpointing import (
-    MANIFEST_NAME, STAGING_DIR, checkpoint_problem, clear_leftovers, list_checkpoints, resolve_resume,
+    MANIFEST_NAME, STAGING_DIR, TrainingInterrupted, checkpoint_problem, clear_leftovers, list_checkpoints,
+    resolve_resume,
 )
 from llava_hf.train.trainer import LlavaTrainer
 
-from .conftest import common_args, losses
-from .test_distributed import free_port
+from tests.train.conftest import common_args, losses
+from tests.train.test_distributed import free_port
 
 WORKER = os.path.join(os.path.dirname(__file__), "fault_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -64,6 +66,7 @@ def steps(output_dir):
     return [step for step, _ in list_checkpoints(output_dir)]
 
 
+@pytest.mark.slow
 def test_killed_and_stopped_runs_resume_to_the_uninterrupted_result(
         micro_base, image_data, tmp_path, monkeypatch, caplog):
     out = tmp_path / "run"
@@ -102,9 +105,9 @@ def test_killed_and_stopped_runs_resume_to_the_uninterrupted_result(
 
     training_step = LlavaTrainer.training_step
     monkeypatch.setattr(LlavaTrainer, "training_step", terminate_at_11)
-    with caplog.at_level(logging.INFO, logger="llava_hf.train"), pytest.raises(SystemExit) as stop:
+    with caplog.at_level(logging.INFO, logger="llava_hf.train"), pytest.raises(TrainingInterrupted) as stop:
         train(*parse_args(auto))
-    assert stop.value.code == 128 + signal.SIGTERM
+    assert stop.value.exit_code == 128 + signal.SIGTERM
     assert f"stopped by SIGTERM after step 11: saved {out}/checkpoint-11" in caplog.text
     assert steps(out) == [11] and checkpoint_problem(str(out / "checkpoint-11")) is None
     assert not os.path.exists(out / ADAPTER), "an interrupted run must not write the final model"
@@ -116,10 +119,10 @@ def test_killed_and_stopped_runs_resume_to_the_uninterrupted_result(
         f.truncate(100)
     shutil.copytree(out / "checkpoint-11", out / "checkpoint-13")
     os.remove(out / "checkpoint-13" / "optimizer.pt")
-    with pytest.raises(SystemExit, match=rf"--resume_from_checkpoint {out}/checkpoint-12: incomplete checkpoint, "
+    with pytest.raises(UserInputError, match=rf"--resume_from_checkpoint {out}/checkpoint-12: incomplete checkpoint, "
                                          rf"{ADAPTER} is truncated \(100 of \d+ bytes\)$"):
         train(*parse_args(argv + ["--resume_from_checkpoint", str(out / "checkpoint-12")]))
-    with pytest.raises(SystemExit, match="holds checkpoints .*--resume_from_checkpoint auto.*--overwrite_output_dir"):
+    with pytest.raises(UserInputError, match="holds checkpoints .*--resume_from_checkpoint auto.*--overwrite_output_dir"):
         train(*parse_args(argv))
 
     caplog.clear()
@@ -164,11 +167,11 @@ def test_resume_flag_and_output_dir(tmp_path):
     (tmp_path / STAGING_DIR / "checkpoint-2").mkdir(parents=True)
     assert resolve("--resume_from_checkpoint", "auto") is None and resolve() is None
     (tmp_path / "checkpoint-2").mkdir()
-    with pytest.raises(SystemExit, match=r"--output_dir .* already holds checkpoints \(checkpoint-2\)"):
+    with pytest.raises(UserInputError, match=r"--output_dir .* already holds checkpoints \(checkpoint-2\)"):
         resolve()
-    with pytest.raises(SystemExit, match="--resume_from_checkpoint .*missing: no such folder"):
+    with pytest.raises(UserInputError, match="--resume_from_checkpoint .*missing: no such folder"):
         resolve("--resume_from_checkpoint", str(tmp_path / "missing"))
-    with pytest.raises(SystemExit, match="give one of them, not both"):
+    with pytest.raises(UserInputError, match="give one of them, not both"):
         resolve("--resume_from_checkpoint", str(tmp_path / "checkpoint-2"), "--overwrite_output_dir", "true")
     assert resolve("--resume_from_checkpoint", "true") is None  # checkpoint-2 is incomplete: skipped
     assert resolve("--overwrite_output_dir", "true") is None
@@ -178,6 +181,8 @@ def test_resume_flag_and_output_dir(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_stop_at_the_same_step_and_resume_from_the_same_checkpoint(micro_base, image_data, tmp_path):
     # SIGTERM reaches rank 1 only, during step 3: both ranks save checkpoint-3 and stop, then both resume from it
     args = dict(stage="finetune", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",

@@ -12,7 +12,7 @@ import pytest
 
 from llava_hf.train import parse_args, train
 
-from .conftest import common_args, losses, write_data
+from tests.train.conftest import common_args, losses, write_data
 
 WORKER = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
 
@@ -41,6 +41,8 @@ def launch(output_dir, argv):
     return losses(output_dir), mixed_steps
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_match_one_and_survive_a_mixed_step(micro_base, mixed_data, tmp_path):
     # plain SGD: Adam's first step is ~lr * sign(grad), which turns all-reduce rounding noise into big updates
     args = dict(stage="finetune", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",
@@ -55,6 +57,8 @@ def test_two_processes_match_one_and_survive_a_mixed_step(micro_base, mixed_data
         assert abs(two[step] - one[step]) < 1e-4, (step, two[step], one[step])
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_mixed_step_with_vit_lora_does_not_hang(micro_base, mixed_data, tmp_path):
     args = dict(stage="finetune", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",
                 tune_llm="lora", lora_r=4, lora_alpha=8, tune_vision_tower="lora", vision_lora_r=2,

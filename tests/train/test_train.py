@@ -12,8 +12,9 @@ from transformers import AutoModel
 from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
 from llava_hf.train.model_setup import load_model_and_processor
+from llava_hf.train.run import main
 
-from .conftest import common_args, losses
+from tests.train.conftest import common_args, losses
 
 
 def run(argv):
@@ -134,8 +135,29 @@ def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_pa
         run(common_args(tmp_path, (str(tmp_path / "missing.json"), image_data[1]), **base))
     with pytest.raises(FileNotFoundError, match="--model_name_or_path"):
         run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path="./no/such/folder"))
-    with pytest.raises(ValueError, match="--tune_llm"):
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
         parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
+
+
+@pytest.mark.parametrize("case", ["missing data file", "missing model folder", "unknown stage"])
+def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, image_data, tmp_path, capsys, case):
+    flags, expected = {
+        "missing data file": (dict(data=(str(tmp_path / "missing.json"), image_data[1]),
+                                   llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip"),
+                              "train.py: error: --data_path {tmp}/missing.json: no such file"),
+        "missing model folder": (dict(stage="finetune", model_name_or_path="work_dirs/no/such/folder"),
+                                 "train.py: error: --model_name_or_path work_dirs/no/such/folder: no such file"),
+        "unknown stage": (dict(stage="stage3"), "error: argument --stage: invalid choice: 'stage3'"),
+    }[case]
+    argv = common_args(tmp_path, flags.pop("data", image_data), **flags)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own usage error
+        status = exit_.code
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if "error:" in line]
+    assert status == 2 and len(error_lines) == 1, err
+    assert expected.format(tmp=tmp_path) in error_lines[0]
 
 
 def test_per_part_learning_rates_become_optimizer_groups(micro_base, image_data, tmp_path):

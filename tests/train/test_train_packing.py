@@ -9,7 +9,7 @@ import torch
 
 from llava_hf.train import parse_args, train
 
-from .conftest import common_args, losses, write_data
+from tests.train.conftest import common_args, losses, write_data
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,10 @@ def test_speed_options_are_checked(micro_base, mixed_data, tmp_path):
     assert os.path.isfile(mixed_data[0])
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_token_budget_batches_shard_over_two_processes(micro_base, mixed_data, tmp_path):
-    from .test_distributed import launch
+    from tests.train.test_distributed import launch
 
     args = base_args(micro_base, max_steps=3, per_device_train_batch_size=2, max_tokens_per_batch=80)
     two, _ = launch(tmp_path, common_args(tmp_path, mixed_data, **args))

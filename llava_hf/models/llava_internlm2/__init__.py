@@ -8,7 +8,7 @@ from .modeling_llava_internlm2 import (
     resize_token_embeddings_to_mean,
 )
 from .processing_llava_internlm2 import LlavaInternLM2Processor, build_chat_template, expand_to_square
-from .builder import build_llava_from_pretrained, build_tiny_llava, load_projector_weights
+from .builder import assemble_llava, build_llava_from_pretrained, load_projector_weights
 
 
 def register():
@@ -35,8 +35,8 @@ __all__ = [
     "LlavaInternLM2PreTrainedModel",
     "LlavaInternLM2Processor",
     "build_chat_template",
+    "assemble_llava",
     "build_llava_from_pretrained",
-    "build_tiny_llava",
     "expand_to_square",
     "load_projector_weights",
     "register",

@@ -29,6 +29,18 @@ def build_chat_template(image_token: str = "<image>") -> str:
     )
 
 
+# Tokens that end a chat turn in the chat formats we know (InternLM2/Qwen ChatML, Llama-3, Phi-3).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+def chat_stop_token_ids(tokenizer) -> list[int]:
+    """The ids generation stops at in a chat: EOS and whichever end-of-turn token the vocabulary has (internlm2-chat:
+    `</s>` and `<|im_end|>`, as the original chat code passes [2, 92542])."""
+    vocab = tokenizer.get_vocab()
+    ids = [tokenizer.eos_token_id, *(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)]
+    return [i for i in dict.fromkeys(ids) if i is not None]
+
+
 def expand_to_square(image: Image.Image, background_color: tuple[int, int, int]) -> Image.Image:
     """LLaVA-1.5's `expand2square`: paste the image centred on a square canvas of side max(width, height).
 
@@ -167,4 +179,5 @@ class LlavaInternLM2Processor(ProcessorMixin):
         return list(self.tokenizer.model_input_names) + ["pixel_values"]
 
 
-__all__ = ["LlavaInternLM2Processor", "build_chat_template", "expand_to_square"]
+__all__ = ["END_OF_TURN_TOKENS", "LlavaInternLM2Processor", "build_chat_template", "chat_stop_token_ids",
+           "expand_to_square"]

@@ -1,11 +1,11 @@
-"""Reload training outputs the way users do and check they are sound (used by `benchmarks/gpu_check.sh`).
+"""Reload training outputs the way users do and check they are sound (used by `tests/gpu/launch_modes.sh`).
 
 For each folder: load it with `llava_hf.inference.load_model_and_processor` (an adapter output through PEFT,
 `--bits 4` for QLoRA outputs), check that no tensor came back empty or non-finite (the classic ZeRO-3
 save bug writes 0-element tensors), compute the loss of the stage-2 answers on a fixed batch, and answer one
 question about a demo image. Prints one line per folder.
 
-    python benchmarks/gpu_verify.py DIR [DIR ...] [--bits4 DIR ...]
+    python tests/gpu/verify_outputs.py DIR [DIR ...] [--bits4 DIR ...]
 """
 
 import argparse
@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository root
 
 import llava_hf  # noqa: E402,F401
 from llava_hf.data.images import load_image  # noqa: E402

@@ -1,0 +1,56 @@
+"""What importing the package costs and pulls in: `import llava_hf` and `llava-hf --help` never import torch, the
+models still register with transformers, and the model code never depends on the demo or the test helpers."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_cli_help_does_not_import_torch():
+    out = run_python(
+        "import sys, contextlib, io\n"
+        "from llava_hf.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as help_text:\n"
+        "    main([])\n"
+        "assert 'merge' in help_text.getvalue()\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    assert out == "[]"
+
+
+@pytest.mark.slow
+def test_models_register_when_transformers_is_imported_later():
+    out = run_python(
+        "import llava_hf\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        "print(type(AutoConfig.for_model('llava_internlm2')).__name__, type(AutoConfig.for_model('internlm2')).__name__)"
+    )
+    assert out == "LlavaInternLM2Config InternLM2Config"
+
+
+@pytest.mark.slow
+def test_models_register_when_transformers_was_imported_first():
+    out = run_python(
+        "import transformers\n"
+        "import llava_hf\n"
+        "from transformers import AutoConfig\n"
+        "print(type(AutoConfig.for_model('llava_internlm2')).__name__)"
+    )
+    assert out == "LlavaInternLM2Config"
+
+
+@pytest.mark.slow
+def test_model_code_imports_neither_the_demo_nor_the_test_helpers():
+    out = run_python(
+        "import sys\n"
+        "import llava_hf.models.llava_internlm2.builder, llava_hf.inference.loading, llava_hf.export.merge\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('llava_hf.testing', 'llava_hf.demo'))))"
+    )
+    assert out == "[]"
