@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-template", metavar="NAME", default="internlm2_chat",
                         help="prompt template name (with --tokenizer)")
     parser.add_argument("--max-length", type=int,
-                        help="text tokens kept per sample (with --tokenizer); default: training's, 2048 minus 576 image tokens")
+                        help="text tokens kept per sample (with --tokenizer); default: training's, "
+                             "2048 minus 576 image tokens")
     parser.add_argument("--num-workers", type=int, default=16, help="threads opening image headers")
     parser.add_argument("--no-images", action="store_true", help="skip the image-file checks")
     parser.add_argument("--max-problems", type=int, default=50, help="problems printed before the summary")
@@ -35,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     report = validate_data(
-        sources, tokenizer=tokenizer, template=args.prompt_template, max_length=args.max_length or DEFAULT_MAX_LENGTH, check_images=not args.no_images,
-        num_workers=args.num_workers,
+        sources, tokenizer=tokenizer, template=args.prompt_template, max_length=args.max_length or DEFAULT_MAX_LENGTH,
+        check_images=not args.no_images, num_workers=args.num_workers,
     )
     print(report.format(max_problems=args.max_problems))
     return 0 if report.ok else 1

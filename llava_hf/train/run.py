@@ -20,6 +20,7 @@ from .model_setup import check_options, configure_trainable, load_model_and_proc
 
 logger = logging.getLogger("llava_hf.train")
 
+
 def data_sources(data_args: DataArguments):
     """One `DataSource` per data file; a single image folder is shared by all files."""
     from ..data.sources import pair_sources

@@ -7,7 +7,6 @@ import pytest
 
 from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.data.sampler import TokenBudgetBatchSampler
-
 from tests.data.test_collator import item
 
 

@@ -1,7 +1,5 @@
 import json
 
-import pytest
-
 from llava_hf.cli.main import main
 from llava_hf.eval.predictions_io import write_jsonl
 from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS

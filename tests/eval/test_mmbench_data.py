@@ -1,8 +1,6 @@
-import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.eval.mmbench_fixtures import question_frame, write_tsv
 from llava_hf.eval.mmbench_data import (
     CN_INSTRUCTION,
     EN_INSTRUCTION,
@@ -12,6 +10,7 @@ from llava_hf.eval.mmbench_data import (
     encode_image,
     load_mmbench_tsv,
 )
+from tests.eval.mmbench_fixtures import question_frame, write_tsv
 
 
 def test_load_resolves_references_and_detects_dev(dev_tsv):

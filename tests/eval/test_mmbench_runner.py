@@ -5,7 +5,6 @@ import socket
 
 import pytest
 
-from tests.eval.fake_mmbench_model import fake_model_answering
 from llava_hf.eval.mmbench_data import load_mmbench_tsv
 from llava_hf.eval.mmbench_runner import (
     PART_FILE,
@@ -16,7 +15,9 @@ from llava_hf.eval.mmbench_runner import (
 )
 from llava_hf.eval.mmbench_scoring import score_mmbench
 from llava_hf.eval.predictions_io import read_jsonl_records, write_jsonl
+from tests.eval.fake_mmbench_model import fake_model_answering
 from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
+
 
 def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
     data = load_mmbench_tsv(dev_tsv)

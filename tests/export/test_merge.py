@@ -9,7 +9,6 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from tests.export.shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import AutoModelForCausalLM, CLIPVisionModel
 
 from llava_hf.cli.main import main as cli
@@ -17,6 +16,7 @@ from llava_hf.inference import load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
 from llava_hf.testing import build_tiny_llava
 from llava_hf.models.llava_internlm2.checkpoint_io import stored_tensor_names
+from tests.export.shipping_helpers import GREEDY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 
 VIT_LINEARS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import yaml
 from huggingface_hub import HfApi
-from tests.export.shipping_helpers import chat_inputs, logits_of, run_folder
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
+from tests.export.shipping_helpers import chat_inputs, logits_of, run_folder
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.export.shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 
 from llava_hf.cli.main import main as cli
@@ -14,6 +13,7 @@ from llava_hf.export.stock_llava import stock_llava_config
 from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
 from llava_hf.testing import build_tiny_llava
+from tests.export.shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
 
 
 @pytest.fixture(scope="module", params=["internlm2", "llama"])

@@ -7,12 +7,12 @@ import re
 import pytest
 import torch
 from safetensors.torch import save_file
-from tests.export.shipping_helpers import chat_inputs, logits_of
-from tests.xtuner_layout import write_xtuner_llava_folder
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_llava_from_pretrained
+from tests.export.shipping_helpers import chat_inputs, logits_of
+from tests.xtuner_layout import write_xtuner_llava_folder
 
 
 def hidden_sizes(model):

@@ -10,7 +10,6 @@ from llava_hf.data.sources import DataSource
 from llava_hf.data.templates import get_template
 from llava_hf.data.tokenization import IGNORE_INDEX, tokenize_conversation
 from llava_hf.data.validate import validate_data
-
 from tests.real.conftest import real_path
 from tests.real.test_real_templates import supervised_spans
 

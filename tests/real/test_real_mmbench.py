@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from llava_hf.eval.mmbench_data import CIRCULAR_OFFSET, encode_image
-
 from tests.real.conftest import real_path
+
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mmbench.py"
 PUBLISHED_DEV_SCORE = 67.7  # LLaVA docs/MODEL_ZOO.md, LLaVA-v1.5-13B, MMBench (dev, mmbench_dev_20230712)

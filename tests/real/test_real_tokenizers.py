@@ -11,6 +11,7 @@ import pytest
 
 from tests.real.conftest import real_path
 
+
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. What color is the shape?",
     "你好，世界！这是一张图片。请直接回答选项字母。",

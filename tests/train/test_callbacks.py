@@ -7,7 +7,6 @@ from PIL import Image
 
 from llava_hf.testing import build_tiny_llava
 from llava_hf.train.callbacks import EvaluateChatCallback
-
 from tests.train.conftest import MICRO
 
 

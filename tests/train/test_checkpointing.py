@@ -21,9 +21,9 @@ from llava_hf.train.checkpointing import (
     resolve_resume,
 )
 from llava_hf.train.trainer import LlavaTrainer
-
 from tests.train.conftest import common_args, losses
 from tests.train.test_distributed import free_port
+
 
 WORKER = os.path.join(os.path.dirname(__file__), "fault_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

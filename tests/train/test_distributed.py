@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from llava_hf.train import parse_args, train
-
 from tests.train.conftest import common_args, losses, write_data
+
 
 WORKER = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
 

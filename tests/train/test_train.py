@@ -13,7 +13,6 @@ from llava_hf.inference.loading import load_model_and_processor as load_for_infe
 from llava_hf.train import parse_args, train
 from llava_hf.train.model_setup import load_model_and_processor
 from llava_hf.train.run import main
-
 from tests.train.conftest import common_args, losses
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from llava_hf.train import parse_args, train
-
 from tests.train.conftest import common_args, losses, write_data
 
 
