@@ -33,13 +33,13 @@ from llava_hf.testing.tiny_tokenizer import build_tiny_internlm2_tokenizer_files
 
 def clip_336_processor(tokenizer_dir: str):
     """The real workload: the LLaVA-InternLM2 processor with OpenAI CLIP ViT-L/14-336 preprocessing settings."""
-    from transformers import AutoTokenizer, CLIPImageProcessor
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
 
     from llava_hf.models.llava_internlm2.processing_llava_internlm2 import LlavaInternLM2Processor
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.add_tokens(["<image>"], special_tokens=True)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
     return LlavaInternLM2Processor(image_processor, tokenizer, image_seq_length=576)
 
 

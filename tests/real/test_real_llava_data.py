@@ -30,11 +30,11 @@ def real_sources(tmp_path_factory, llava_instruct_rows, scienceqa_rows):
 
 @pytest.fixture(scope="module")
 def internlm2_processor(internlm2_tokenizer):
-    from transformers import CLIPImageProcessor
+    from transformers import CLIPImageProcessorPil
 
     from llava_hf.models.llava_internlm2.processing_llava_internlm2 import LlavaInternLM2Processor
 
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
     return LlavaInternLM2Processor(image_processor, internlm2_tokenizer, image_seq_length=4)
 
 
