@@ -1,7 +1,8 @@
 """The one exception type for mistakes a user can fix (a wrong path, folder, option or value).
 
-Entry points (`llava-hf`, `examples/*.py`) print it as a single `error:` line naming the file or option and exit
-with status 2; library code raises it and never exits the process. `llava_hf.data.DataError` is one for data.
+Entry points (`llava-hf`, `examples/*.py`) print it after `error:` (one line, or the list of bad samples a
+`DataError` carries) and exit with status 2; library code raises it and never exits the process.
+`llava_hf.data.DataError` is one for data.
 """
 
 
@@ -9,4 +10,10 @@ class UserInputError(ValueError):
     """A mistake the user can fix; the message names the offending file, option or sample."""
 
 
-__all__ = ["UserInputError"]
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a library's errors can run to pages), or its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+__all__ = ["UserInputError", "first_line"]

@@ -2,6 +2,8 @@
 
 import sys
 
+from ..errors import UserInputError, first_line
+
 OK = 0
 FAILED_CHECK = 1  # the command ran and found problems (e.g. `validate-data` on bad data)
 USAGE_ERROR = 2  # bad input: a wrong path, option or value (argparse uses 2 for its own usage errors too)
@@ -13,7 +15,8 @@ USER_ERRORS = (ValueError, OSError)
 
 
 def report_user_error(prog: str, error: BaseException) -> int:
-    """Print `PROG: error: <first line>` on stderr and return `USAGE_ERROR`."""
-    lines = str(error).strip().splitlines()
-    print(f"{prog}: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr)
+    """Print `PROG: error: <message>` on stderr and return `USAGE_ERROR`: our own messages whole (a `DataError` lists
+    the bad samples on the lines after the first), a library's first line only."""
+    message = str(error).strip() if isinstance(error, UserInputError) else first_line(error)
+    print(f"{prog}: error: {message or type(error).__name__}", file=sys.stderr)
     return USAGE_ERROR

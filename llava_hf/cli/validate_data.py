@@ -6,6 +6,8 @@ turns, a last `human` turn without a reply (both as LLaVA and XTuner do), replie
 
 import argparse
 
+from .exit_codes import FAILED_CHECK, OK
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", action="append", required=True,
@@ -31,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     sources = pair_sources(args.data_path, args.image_folder)  # a mismatch is a usage error: exit 2
     tokenizer = None
     if args.tokenizer:
-        import llava_hf  # noqa: F401  (registers InternLM2Tokenizer)
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # importing transformers registers InternLM2Tokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     report = validate_data(
@@ -40,4 +41,4 @@ def run(args: argparse.Namespace) -> int:
         check_images=not args.no_images, num_workers=args.num_workers,
     )
     print(report.format(max_problems=args.max_problems))
-    return 0 if report.ok else 1
+    return OK if report.ok else FAILED_CHECK

@@ -13,7 +13,7 @@ from transformers.image_utils import load_image as load_image_from_url
 from llava_hf.data.images import load_image as load_image_file
 from llava_hf.data.images import to_rgb
 
-from ..errors import UserInputError
+from ..errors import UserInputError, first_line
 
 
 def open_image(path_or_url: str) -> Image.Image:
@@ -30,6 +30,3 @@ def open_image(path_or_url: str) -> Image.Image:
     except (OSError, ValueError) as error:  # the data pipeline's message already names the file
         raise UserInputError(first_line(error)) from None
 
-
-def first_line(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

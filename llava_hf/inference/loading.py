@@ -18,7 +18,7 @@ import torch
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
 from ..dtypes import resolve_dtype
-from ..errors import UserInputError
+from ..errors import UserInputError, first_line
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -93,8 +93,7 @@ def load_model_folder(folder, options):
     except OSError as error:
         if os.path.isdir(folder):
             raise
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserInputError(f"{folder}: not a local folder, and not loadable from the Hub ({reason})") from None
+        raise UserInputError(f"{folder}: not a local folder, and not loadable from the Hub ({first_line(error)})") from None
 
 
 def load_adapter_output(folder, options):

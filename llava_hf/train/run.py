@@ -11,7 +11,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
-from ..cli.exit_codes import USAGE_ERROR
+from ..cli.exit_codes import OK, USAGE_ERROR
 from ..data.errors import DataError
 from ..data.tokenization import default_max_length
 from ..errors import UserInputError
@@ -205,4 +205,4 @@ def main(argv=None) -> int:
         run(prepared)
     except TrainingInterrupted as stop:
         return stop.exit_code
-    return 0
+    return OK
