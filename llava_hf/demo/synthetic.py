@@ -12,11 +12,11 @@ import io
 import json
 import os
 import random
-import tempfile
 
 from PIL import Image, ImageDraw
 
-from ..eval.mmbench_data import build_prompt
+from ..eval.mmbench_data import CIRCULAR_OFFSET, build_prompt, circular_rows
+from ..eval.predictions_io import atomic_write_text
 
 COLORS = {
     "red": (220, 40, 40),
@@ -30,6 +30,7 @@ SHAPES = ("circle", "square", "triangle")
 SHAPE_DISTRACTOR = "star"  # a fourth shape word so shape questions have four options
 BACKGROUNDS = {"white": (255, 255, 255), "light grey": (220, 220, 220)}
 IMAGE_SIZE_RANGE = (200, 500)
+JPEG_QUALITY = 90
 OPTION_LETTERS = ("A", "B", "C", "D")
 SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."  # LLaVA-1.5's VQA instruction
 COLOR_QUESTION = "What color is the shape?"
@@ -137,7 +138,8 @@ def make_synthetic_dataset(out_dir: str, n_pretrain: int = 1000, n_finetune: int
     os.makedirs(image_dir, exist_ok=True)
 
     def save(name: str, color: str, shape: str, background: str) -> str:
-        _atomic_write(os.path.join(image_dir, name), _jpeg_bytes(draw_shape(rng, color, shape, background)))
+        image = draw_shape(rng, color, shape, background)
+        image.save(os.path.join(image_dir, name), format="JPEG", quality=JPEG_QUALITY)
         return name
 
     pretrain = []
@@ -168,60 +170,41 @@ def make_synthetic_dataset(out_dir: str, n_pretrain: int = 1000, n_finetune: int
         "finetune_json": os.path.join(out_dir, "finetune.json"),
         "image_folder": image_dir,
     }
-    _atomic_write(paths["pretrain_json"], json.dumps(pretrain, indent=1).encode())
-    _atomic_write(paths["finetune_json"], json.dumps(finetune, indent=1).encode())
+    atomic_write_text(paths["pretrain_json"], json.dumps(pretrain, indent=1))
+    atomic_write_text(paths["finetune_json"], json.dumps(finetune, indent=1))
     return paths
 
 
 MMBENCH_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "image")
-CIRCULAR_OFFSET = 1_000_000
 
 
 def make_synthetic_mmbench_tsv(path: str, n_questions: int = 100, seed: int = 1) -> str:
-    """A VLMEvalKit-format MMBench dev TSV with circular passes.
-
-    Question g (pass 0, index g) carries the base64 JPEG; pass k = 1..3 has index g + k * 1e6, the
-    options rotated left by k (answer letter remapped) and the image column set to "g", a reference to
-    row g's image as in the official circular files. Its own seed stream keeps it held out from training.
-    """
+    """A VLMEvalKit-format MMBench dev TSV with circular passes (`circular_rows`): all pass-0 questions first,
+    each with its base64 JPEG, then the rotated passes, whose `image` refers to their question's row. Its own
+    seed stream keeps it held out from training."""
     import pandas as pd
 
     rng = random.Random(f"llava-hf-mmbench-{seed}")
-    base_rows, circular_rows = [], []
+    questions = []
     for g in range(n_questions):
         color, shape, background = _random_scene(rng)
         kind = rng.choice(("color", "shape"))
         question, options, answer = _question(rng, kind, color, shape)
         image = base64.b64encode(_jpeg_bytes(draw_shape(rng, color, shape, background))).decode()
-        category = "color_recognition" if kind == "color" else "shape_recognition"
-        l2_category = "finegrained_perception (instance-level)" if kind == "color" else "coarse_perception"
-        for k in range(len(OPTION_LETTERS)):
-            rotated = options[k:] + options[:k]
-            row = {"index": g + k * CIRCULAR_OFFSET, "question": question, "hint": None,
-                   **dict(zip(OPTION_LETTERS, rotated)), "answer": OPTION_LETTERS[rotated.index(answer)],
-                   "category": category, "l2-category": l2_category, "split": "dev",
-                   "image": image if k == 0 else str(g)}
-            (base_rows if k == 0 else circular_rows).append(row)
-    frame = pd.DataFrame(base_rows + circular_rows, columns=list(MMBENCH_COLUMNS))
-    _atomic_write(path, frame.to_csv(sep="\t", index=False).encode())
+        questions.append({
+            "index": g, "question": question, "hint": None, **dict(zip(OPTION_LETTERS, options)),
+            "answer": OPTION_LETTERS[options.index(answer)],
+            "category": "color_recognition" if kind == "color" else "shape_recognition",
+            "l2-category": "finegrained_perception (instance-level)" if kind == "color" else "coarse_perception",
+            "split": "dev", "image": image,
+        })
+    frame = circular_rows(pd.DataFrame(questions, columns=list(MMBENCH_COLUMNS)), OPTION_LETTERS)
+    frame = frame.sort_values("index", key=lambda index: index >= CIRCULAR_OFFSET, kind="stable")
+    atomic_write_text(path, frame.to_csv(sep="\t", index=False))
     return path
 
 
 def _jpeg_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
