@@ -18,8 +18,8 @@ from ..dtypes import DTYPE_CHOICES
 DtypeName = Literal[DTYPE_CHOICES]
 Stage = Literal["pretrain", "finetune"]
 TuneMode = Literal["frozen", "full", "lora"]
-STAGES, TUNE_MODES = get_args(Stage), get_args(TuneMode)
-ADAPTER_DTYPES = ("float32", "bfloat16")
+AdapterDtype = Literal["float32", "bfloat16"]
+STAGES, TUNE_MODES, ADAPTER_DTYPES = get_args(Stage), get_args(TuneMode), get_args(AdapterDtype)
 
 
 @dataclass
@@ -116,7 +116,7 @@ class LlavaTrainingArguments(TrainingArguments):
         metadata={"help": "Apply the LM head and cross-entropy only to positions with a label, this many at a time, "
                           "recomputed in backward (no full-vocabulary fp32 logits for the batch). 0: the stock loss."},
     )
-    adapter_dtype: str = field(
+    adapter_dtype: AdapterDtype = field(
         default="float32",
         metadata={"help": "float32 (PEFT's default: LoRA weights, and under QLoRA the non-quantized weights, in fp32) "
                           "or bfloat16 (everything in the model's dtype: half the adapter memory; with --optim "

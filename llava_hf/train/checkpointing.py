@@ -26,7 +26,8 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
-from transformers.trainer_utils import has_length
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
 from ..errors import UserInputError
 
@@ -34,8 +35,7 @@ logger = logging.getLogger("llava_hf.train")
 
 MANIFEST_NAME = "checkpoint_manifest.json"
 STAGING_DIR = ".checkpoint-staging"
-TRAINER_STATE_NAME = "trainer_state.json"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # transformers' `PREFIX_CHECKPOINT_DIR`-N
+_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
 # ---- writing ----------------------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # transformers' `PREFIX_CH
 
 def staging_paths(run_dir: str, global_step: int) -> tuple[str, str]:
     """(where Trainer writes the checkpoint of this step, where it is published)."""
-    name = f"checkpoint-{global_step}"
+    name = f"{PREFIX_CHECKPOINT_DIR}-{global_step}"
     return os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
 
 
@@ -424,7 +424,7 @@ class SaveAndStopCallback(TrainerCallback):
         if self.stopped_at_step is None:
             return
         if PartialState().is_main_process:
-            checkpoint = os.path.join(output_dir, f"checkpoint-{self.stopped_at_step}")
+            checkpoint = staging_paths(output_dir, self.stopped_at_step)[1]
             logger.error("stopped by %s after step %d: saved %s; run again with --resume_from_checkpoint auto "
                          "to continue", signal.Signals(self.stop_signal).name, self.stopped_at_step, checkpoint)
         raise TrainingInterrupted(self.stop_signal, self.stopped_at_step)
