@@ -20,11 +20,12 @@ import re
 from ..errors import UserInputError
 from ..dtypes import resolve_dtype
 from ..inference.loading import build_from_xtuner, check_xtuner_layout
+from ..models.llava_internlm2.builder import PROJECTOR_PREFIX
+from .adapters import PEFT_PREFIX
 from .merge import DEFAULT_MAX_SHARD_SIZE, save_model_folder
 from .output_folder import atomic_output_folder, check_output_folder
 
 BASE_SUBFOLDER = "base"
-PEFT_PREFIX = "base_model.model."
 
 
 def import_xtuner(out: str, llava: str, llm: str | None = None, visual_encoder: str | None = None,
@@ -61,7 +62,7 @@ def save_as_one_adapter(model, processor, peft_models: dict, folder: str, max_sh
         peft_model.unload()  # back to the plain backbone, in place
 
     base = os.path.join(folder, BASE_SUBFOLDER)
-    projector = {k: v for k, v in model.state_dict().items() if k.startswith("multi_modal_projector.")}
+    projector = {k: v for k, v in model.state_dict().items() if k.startswith(PROJECTOR_PREFIX)}
     save_model_folder(model, processor, base, max_shard_size, state_dict=projector)
     adapted = get_peft_model(model, config)
     result = set_peft_model_state_dict(adapted, weights)

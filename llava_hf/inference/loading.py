@@ -131,9 +131,10 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     is loaded: folders, projector widths against the LLM/CLIP configs, adapters against the bare LLM/CLIP.
 
     A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
-    `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector", "adapters": {attribute: folder}}.
+    `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
+    "adapters": {attribute: (folder, weights)}}: what was read to check it is kept for the build.
     """
-    from ..export.adapters import bare_backbone_from_config, check_adapter_fits, skeleton
+    from ..export.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
 
     if llava is None or not os.path.isdir(llava):
         raise UserInputError(f"--llava folder not found: {llava}" if llava
@@ -143,15 +144,16 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
-    check_xtuner_projector(projector, llm, visual_encoder)
+    projector_weights = check_xtuner_projector(projector, llm, visual_encoder)
     adapters = {}
     for name, attribute, base in (("llm_adapter", "language_model", llm),
                                   ("visual_encoder_adapter", "vision_tower", visual_encoder)):
         folder = os.path.join(llava, name)
         if os.path.isdir(folder):
-            check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), folder)
-            adapters[attribute] = folder
-    return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector, "adapters": adapters}
+            weights = read_adapter_weights(folder)
+            check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), folder, weights)
+            adapters[attribute] = (folder, weights)
+    return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector_weights, "adapters": adapters}
 
 
 def _bundled_or_given(llava, subfolders, given, part, option):
@@ -177,27 +179,28 @@ def build_from_xtuner(parts: dict, dtype):
     from llava_hf.models.llava_internlm2.builder import build_llava_from_pretrained
 
     model, processor = build_llava_from_pretrained(parts["llm"], parts["visual_encoder"], dtype=dtype)
-    model.multi_modal_projector.load_state_dict(read_xtuner_projector(parts["projector"]))
-    peft_models = {attribute: attach_xtuner_adapter(getattr(model, attribute), folder)
-                   for attribute, folder in parts["adapters"].items()}
+    model.multi_modal_projector.load_state_dict(parts["projector"])
+    peft_models = {attribute: attach_xtuner_adapter(getattr(model, attribute), folder, weights)
+                   for attribute, (folder, weights) in parts["adapters"].items()}
     return model, processor, peft_models
 
 
-def attach_xtuner_adapter(module, folder):
-    """`PeftModel.from_pretrained(module, folder)`, tolerating the one vocabulary row our builder adds.
+def attach_xtuner_adapter(module, folder, weights):
+    """`PeftModel.from_pretrained(module, folder)` with the adapter's `weights` as read from `folder`, tolerating the
+    one vocabulary row our builder adds.
 
     XTuner's LLM LoRA also covers InternLM2's `output` head, trained without the `<image>` row; that row gets
     a zero LoRA update (the model never has to predict `<image>`). Returns the PeftModel.
     """
     from peft import PeftConfig, PeftModel, set_peft_model_state_dict
 
-    from ..export.adapters import read_adapter_weights
+    from ..export.adapters import PEFT_PREFIX
 
     peft_model = PeftModel(module, PeftConfig.from_pretrained(folder))  # injects LoRA layers into `module`
-    weights = read_adapter_weights(folder)
+    weights = dict(weights)  # padded rows replace tensors in this copy only
     for key, tensor in weights.items():
         if key.endswith(".lora_B.weight"):
-            layer = peft_model.base_model.model.get_submodule(key[len("base_model.model."):-len(".lora_B.weight")])
+            layer = peft_model.base_model.model.get_submodule(key[len(PEFT_PREFIX):-len(".lora_B.weight")])
             missing_rows = layer.out_features - tensor.shape[0]
             if missing_rows > 0:
                 weights[key] = torch.cat([tensor, tensor.new_zeros(missing_rows, *tensor.shape[1:])])
@@ -222,8 +225,9 @@ def read_xtuner_projector(folder) -> dict:
     return renamed
 
 
-def check_xtuner_projector(folder, llm, visual_encoder) -> None:
-    """Every projector tensor has the shape the LLM and CLIP configs need (XTuner names in the error)."""
+def check_xtuner_projector(folder, llm, visual_encoder) -> dict:
+    """The projector's weights under our names, once every tensor has the shape the LLM and CLIP configs need
+    (XTuner names in the error)."""
     from transformers import AutoConfig, CLIPVisionConfig
 
     from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2MultiModalProjector
@@ -245,3 +249,4 @@ def check_xtuner_projector(folder, llm, visual_encoder) -> None:
                 f"{folder}: projector tensor {xtuner_name!r} has shape {tuple(tensors[name].shape)}, but the LLM "
                 f"({llm}) and CLIP ({visual_encoder}) need {want}: a projector trained for another LLM or CLIP"
             )
+    return tensors
