@@ -34,28 +34,32 @@ _HUB_KWARGS = ("_from_auto", "trust_remote_code", "adapter_kwargs", "revision", 
                "local_files_only", "force_download", "proxies", "subfolder", "code_revision", "_commit_hash")
 
 
-def weight_files(folder: str) -> list[str]:
-    """A local folder's checkpoint files (safetensors preferred): the shards its index lists, or the single file;
-    empty when it has none."""
+def _find_checkpoint(folder: str) -> tuple[dict | None, list[str]]:
+    """(its index's `weight_map`, or None for a single file; the checkpoint files) of a local folder, safetensors
+    preferred; (None, []) when it holds no checkpoint."""
     for index_name, single_name in ((SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME), (WEIGHTS_INDEX_NAME, WEIGHTS_NAME)):
         index = os.path.join(folder, index_name)
         if os.path.isfile(index):
             with open(index, encoding="utf-8") as file:
-                shards = sorted(set(json.load(file)["weight_map"].values()))
-            return [os.path.join(folder, shard) for shard in shards]
+                weight_map = json.load(file)["weight_map"]
+            return weight_map, [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
         if os.path.isfile(os.path.join(folder, single_name)):
-            return [os.path.join(folder, single_name)]
-    return []
+            return None, [os.path.join(folder, single_name)]
+    return None, []
+
+
+def weight_files(folder: str) -> list[str]:
+    """A local folder's checkpoint files (safetensors preferred): the shards its index lists, or the single file;
+    empty when it has none."""
+    return _find_checkpoint(folder)[1]
 
 
 def stored_tensor_names(folder: str) -> set[str] | None:
-    """Names of the tensors a local folder stores (from the index or the safetensors headers, no data read);
-    None when the folder holds no checkpoint."""
-    index = os.path.join(folder, SAFE_WEIGHTS_INDEX_NAME)
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as file:
-            return set(json.load(file)["weight_map"])
-    files = weight_files(folder)
+    """Names of the tensors a local folder stores (from the index or the safetensors header, no data read but a
+    single `.bin`'s); None when the folder holds no checkpoint."""
+    weight_map, files = _find_checkpoint(folder)
+    if weight_map is not None:
+        return set(weight_map)
     if not files:
         return None
     names = set()
