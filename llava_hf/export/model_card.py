@@ -116,8 +116,7 @@ def read_mmbench_result(path: str | None, model_folder: str | None = None) -> di
 def base_models(config) -> list[str]:
     """The LLM and vision tower the model was built from, where they are Hub ids (local paths mean nothing there)."""
     sources = (getattr(config, "text_model_name_or_path", None), getattr(config, "vision_model_name_or_path", None))
-    return [s for s in sources if s and not os.path.isabs(s) and not s.startswith(".") and "/" in s
-            and looks_like_hub_id(s)]
+    return [s for s in sources if s and "/" in s and looks_like_hub_id(s)]  # `owner/name`, never a path
 
 
 def build_model_card(config, repo: str | None = None, training: list[dict] | None = None, mmbench: dict | None = None,
