@@ -1,7 +1,6 @@
 """Fixtures for the shipping tests: real training outputs (stage 1, then LLM + ViT LoRA with a checkpoint), a fixed
 image + prompt, and a runner for scripts in a Python where `import llava_hf` fails (what a Hub user has)."""
 
-import os
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ import pytest
 from PIL import Image
 
 from llava_hf.testing import build_tiny_llava
+from tests.arithmetic import compare_env
 from tests.export.shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
 
@@ -20,8 +20,8 @@ def run_without_llava_hf(tmp_path_factory):
     def run(script: str, *args, cwd=None) -> str:
         work = tmp_path_factory.mktemp("without_llava_hf")
         (work / "script.py").write_text(HIDE_LLAVA_HF + script)
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(work / "modules"), TRANSFORMERS_VERBOSITY="error")
+        env = compare_env(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(work / "modules"), TRANSFORMERS_VERBOSITY="error")
+        env.pop("PYTHONPATH", None)
         result = subprocess.run([sys.executable, "-P", str(work / "script.py"), *map(str, args)], cwd=cwd or work,
                                 env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-4000:]

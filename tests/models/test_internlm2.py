@@ -18,6 +18,7 @@ from llava_hf.models.internlm2 import (
     llama_to_internlm2_state_dict,
     split_wqkv,
 )
+from tests.arithmetic import compare_env
 
 VOCAB = 120
 
@@ -240,7 +241,7 @@ torch.testing.assert_close(m(ref['ids']).logits, ref['logits'], atol=0, rtol=0)
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+                         env=compare_env(HF_HOME=str(tmp_path / "hf")))
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 

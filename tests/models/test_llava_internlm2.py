@@ -25,6 +25,7 @@ from llava_hf.models.llava_internlm2 import (
 from llava_hf.export.stock_llava import stock_state_dict
 from llava_hf.models.llava_internlm2.modeling_llava_internlm2 import CACHE_FIELD
 from llava_hf.testing import build_tiny_llava
+from tests.arithmetic import compare_env
 
 IMAGE_TOKEN_ID = 95
 VOCAB = 96
@@ -333,7 +334,7 @@ def test_saved_folders_load_with_trust_remote_code_without_llava_hf(tiny, tmp_pa
     _save_projector_only(model, tmp_path / "projector_only")
     torch.save({"input_ids": input_ids, "pixel_values": pixel_values, "expected": expected}, tmp_path / "inputs.pt")
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    env = compare_env(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, "-P", str(tmp_path / "remote.py"), str(tmp_path / "inputs.pt"), str(tmp_path / "full"),
          str(tmp_path / "projector_only")],

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from llava_hf.testing import build_tiny_llava
+from tests.arithmetic import compare_threads
 
 MICRO = dict(image_size=28, patch_size=14, text_hidden_size=32, text_layers=1, vision_hidden_size=32, vision_layers=2)
 
@@ -37,6 +38,13 @@ def write_data(folder, n_image: int, n_text: int, text_words: int = 3):
     path = folder / "data.json"
     path.write_text(json.dumps(samples))
     return str(path), str(images)
+
+
+@pytest.fixture
+def same_arithmetic():
+    """For a test that compares this process's training with a worker's: both sum in the same order."""
+    with compare_threads():
+        yield
 
 
 @pytest.fixture(scope="session")

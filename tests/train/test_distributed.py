@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from llava_hf.train import parse_args, train
+from tests.arithmetic import compare_env
 from tests.train.conftest import common_args, losses, write_data
 
 
@@ -33,8 +34,7 @@ def free_port() -> int:
 def launch(output_dir, argv):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), WORKER, *argv]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=compare_env())
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.load(open(os.path.join(output_dir, f"modality_rank{r}.json"))) for r in (0, 1)]
     mixed_steps = [i for i, (a, b) in enumerate(zip(*ranks)) if a != b]
@@ -43,7 +43,7 @@ def launch(output_dir, argv):
 
 @pytest.mark.distributed
 @pytest.mark.slow
-def test_two_processes_match_one_and_survive_a_mixed_step(micro_base, mixed_data, tmp_path):
+def test_two_processes_match_one_and_survive_a_mixed_step(micro_base, mixed_data, tmp_path, same_arithmetic):
     # plain SGD: Adam's first step is ~lr * sign(grad), which turns all-reduce rounding noise into big updates
     args = dict(stage="finetune", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",
                 tune_llm="full", max_steps=3, save_strategy="no", optim="sgd", learning_rate=0.5)
