@@ -1,0 +1,43 @@
+"""Command-line parsing shared by every command (`llava-hf ...` and `examples/*.py`).
+
+- No abbreviations: argparse would take `--learning_rat` for `--learning_rate`, so a typo silently ran another
+  configuration.
+- A usage error is one line, `PROG: error: MESSAGE` (an invalid choice lists the choices), exit status 2, without
+  the usage block (`--help` prints that).
+- One spelling: flags are written with underscores, as HF `TrainingArguments` and accelerate write theirs, and the
+  dashed spelling of each is accepted too (`--data_path` / `--data-path`).
+"""
+
+import argparse
+
+
+def other_spelling(option: str) -> str | None:
+    """`--data-path` for `--data_path` and the reverse; None for short options and one-word flags."""
+    if not option.startswith("--"):
+        return None
+    name = option[2:]
+    swapped = name.replace("_", "-") if "_" in name else name.replace("-", "_")
+    return "--" + swapped if swapped != name else None
+
+
+class OneLineErrors:
+    """Mixin for an `argparse.ArgumentParser`: no abbreviations, one-line usage errors, both flag spellings."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names, **kwargs):
+        spelled = list(names)
+        for name in names:
+            alias = other_spelling(name)
+            if alias and alias not in spelled and alias not in self._option_string_actions:
+                spelled.append(alias)
+        return super().add_argument(*spelled, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
+    """The parser of the `llava-hf` commands (subcommand parsers are of the same class)."""
