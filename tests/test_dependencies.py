@@ -71,5 +71,5 @@ def test_serve_without_gradio_names_the_web_extra(monkeypatch, capsys):
 def test_bits_without_bitsandbytes_names_the_qlora_extra(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU check comes first
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
-    with pytest.raises(ValueError, match=r"^--bits 4 needs bitsandbytes: pip install 'llava_hf\[qlora\]'$"):
+    with pytest.raises(ValueError, match=r"pip install 'llava_hf\[qlora\]'"):
         check_bits(4)
