@@ -65,10 +65,14 @@ def forget_local_paths(config) -> None:
 
 def upload_folder(folder: str, repo_id: str, private: bool = False, revision: str | None = None,
                   token: str | None = None, commit_message: str = "Upload model"):
-    """`create_repo` (kept if it exists) + `upload_folder`, on branch `revision` when given (created if needed)."""
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", revision=revision,
-                             commit_message=commit_message)
+    """`create_repo` (kept if it exists) + `upload_folder`, on branch `revision` when given (created if needed).
+    No network, offline mode or a refusal from the Hub is one `UserInputError` line naming the repository."""
+    from ..hub_errors import network_errors_as_user_errors
+
+    with network_errors_as_user_errors(f"cannot upload to {repo_id}"):
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", revision=revision,
+                                 commit_message=commit_message)

@@ -6,7 +6,6 @@ looks to the model at chat time exactly as it did during training.
 
 import os
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 from transformers.image_utils import load_image as load_image_from_url
 
@@ -14,6 +13,7 @@ from llava_hf.data.images import load_image as load_image_file
 from llava_hf.data.images import to_rgb
 
 from ..errors import UserInputError, first_line
+from ..hub_errors import network_errors
 
 
 def open_image(path_or_url: str) -> Image.Image:
@@ -21,7 +21,7 @@ def open_image(path_or_url: str) -> Image.Image:
     if path_or_url.startswith(("http://", "https://")):
         try:
             return to_rgb(load_image_from_url(path_or_url))
-        except (UnidentifiedImageError, OSError, ValueError, httpx.HTTPError) as error:
+        except (UnidentifiedImageError, OSError, ValueError, *network_errors()) as error:
             raise UserInputError(f"cannot read image {path_or_url}: {first_line(error)}") from None
     if not os.path.isfile(path_or_url):
         raise UserInputError(f"image not found: {path_or_url}")
