@@ -39,7 +39,7 @@ def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=N
     options = {"dtype": dtype, "device_map": device_map, "quantization_config": quantization_config}
     if visual_encoder is not None or llava is not None:
         if quantization_config is not None:
-            raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual-encoder + --llava "
+            raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual_encoder + --llava "
                                  "triple; export it to one model folder first")
         model, processor = load_xtuner_triple(model_name_or_path, visual_encoder, llava, dtype, device_map)
     elif os.path.isfile(os.path.join(str(model_name_or_path), ADAPTER_CONFIG)):
@@ -77,7 +77,7 @@ def check_llava_folder(folder):
     model_type = read_model_type(folder)
     if model_type != LLAVA_MODEL_TYPE:
         found = f"its config.json has model_type {model_type!r}" if model_type else "it has no config.json"
-        hint = " (an LLM: add --visual-encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
+        hint = " (an LLM: add --visual_encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
         raise UserInputError(f"{folder} is not a LLaVA model folder: {found}{hint}")
 
 
@@ -118,7 +118,7 @@ def has_processor(folder) -> bool:
 
 
 def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
-    """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class with the
+    """XTuner's `xtuner chat LLM --visual_encoder CLIP --llava DIR` layout, rebuilt as our model class with the
     adapters attached (not merged)."""
     model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava), dtype)
     if device_map is not None:
@@ -131,7 +131,7 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     is loaded: folders, projector widths against the LLM/CLIP configs, adapters against the bare LLM/CLIP.
 
     A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
-    `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
+    `--llm` / `--visual_encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
     "adapters": {attribute: (folder, weights)}}: what was read to check it is kept for the build.
     """
     from ..export.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
@@ -140,7 +140,7 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
         raise UserInputError(f"--llava folder not found: {llava}" if llava
                              else "the XTuner-style triple needs --llava DIR")
     llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
-    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual-encoder")
+    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual_encoder")
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")

@@ -27,7 +27,7 @@ def load_projector(model, projector):
 def test_adapters_are_merged_into_the_equivalent_model(tiny_parts, image, tmp_path):
     parts, model, processor = tiny_parts
     projector, llm, vit = write_xtuner_llava_folder(tmp_path / "xtuner", parts, hidden_sizes(model))
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
     assert cli(["import-xtuner", str(tmp_path / "ours"), *argv]) == 0
     imported = LlavaInternLM2ForConditionalGeneration.from_pretrained(tmp_path / "ours")
     assert not any("lora" in name for name in imported.state_dict())
@@ -56,8 +56,8 @@ def test_adapters_are_merged_into_the_equivalent_model(tiny_parts, image, tmp_pa
 def test_keep_adapters_writes_one_peft_adapter_over_a_projector_only_base(tiny_parts, image, tmp_path):
     parts, model, processor = tiny_parts
     write_xtuner_llava_folder(tmp_path / "xtuner", parts, hidden_sizes(model), seed=5)
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
-    assert cli(["import-xtuner", str(tmp_path / "ours"), *argv, "--keep-adapters"]) == 0
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
+    assert cli(["import-xtuner", str(tmp_path / "ours"), *argv, "--keep_adapters"]) == 0
     assert sorted(p for p in os.listdir(tmp_path / "ours") if p.startswith("adapter_")) == [
         "adapter_config.json", "adapter_model.safetensors"]
     base_tensors = os.path.getsize(tmp_path / "ours" / "base" / "model.safetensors")
@@ -91,13 +91,13 @@ def test_fully_trained_llm_and_vit_and_a_pickled_projector(tiny_parts, image, tm
     ("no_projector", r"xtuner has no projector/ folder"),
     ("wide_projector", r"projector: projector tensor 'model.0.weight' has shape \(64, 48\), but the LLM \(.*\) and "
                        r"CLIP \(.*\) need \(64, 32\)"),
-    ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual-encoder FOLDER"),
+    ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual_encoder FOLDER"),
 ])
 def test_layout_mistakes_are_one_line_errors(tiny_parts, tmp_path, capsys, mistake, message):
     parts, model, _ = tiny_parts
     llava = tmp_path / "xtuner"
     write_xtuner_llava_folder(llava, parts, hidden_sizes(model))
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(llava)]
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(llava)]
     if mistake == "no_projector":
         os.remove(llava / "projector" / "model.safetensors")
         os.rmdir(llava / "projector")

@@ -97,7 +97,7 @@ def test_xtuner_triple_loads_projector_and_both_adapters(tiny_llava_parts, tmp_p
 
 def test_a_bare_llm_folder_is_not_a_llava_model(tiny_llava_parts):
     _, _, parts = tiny_llava_parts
-    with pytest.raises(UserInputError, match=r"llm is not a LLaVA model folder.*'internlm2'.*--visual-encoder"):
+    with pytest.raises(UserInputError, match=r"llm is not a LLaVA model folder.*'internlm2'.*--visual_encoder"):
         load_model_and_processor(str(parts / "llm"))
 
 
