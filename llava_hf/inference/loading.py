@@ -57,24 +57,90 @@ def quantization_config_for(bits, dtype=None):
         raise UserInputError(str(error)) from None
 
 
-def read_model_type(folder) -> str | None:
-    """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
+def read_config_json(folder) -> dict | None:
+    """A local folder's config.json (None when it has none); unreadable JSON is a one-line error naming the file."""
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
         return None
     try:
         with open(config_path, encoding="utf-8") as file:
-            return json.load(file).get("model_type")
+            config = json.load(file)
     except (OSError, ValueError) as error:
         raise UserInputError(f"cannot read {config_path}: {error}") from None
+    if not isinstance(config, dict):
+        raise UserInputError(f"{config_path} is not a JSON object")
+    return config
+
+
+def read_model_type(folder) -> str | None:
+    """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
+    return (read_config_json(folder) or {}).get("model_type")
+
+
+def is_hub_id(name) -> bool:
+    """Whether `name`, not a local folder, is left to the Hub: `owner/name` in the shape `looks_like_hub_id` accepts,
+    unless `owner` exists here (`work_dirs/finetun` is a mistyped local path, not a Hub repository)."""
+    name = os.fspath(name)
+    return "/" in name and looks_like_hub_id(name) and not os.path.exists(name.split("/", 1)[0])
+
+
+def check_model_path(name, part: str | None = None, hub: bool = True) -> None:
+    """`UserInputError` "NAME: no such folder" unless `name` is a local folder or (with `hub`) a Hub id, so a mistyped
+    path fails at once instead of waiting on Hub requests. `part` (e.g. "the LLM") says which folder it is."""
+    name = os.fspath(name)
+    if not os.path.isdir(name) and not (hub and is_hub_id(name)):
+        what = "a file, not a folder" if os.path.isfile(name) else "no such folder"
+        raise UserInputError(f"{name}: {what}" + (f" ({part})" if part else ""))
+
+
+def hub_error(name, error: BaseException, filename: str | None = None) -> UserInputError | None:
+    """One line naming `name` for the `huggingface_hub.errors` error that `error` is or was raised from
+    (transformers re-raises them as OSError); None when no Hub error is involved."""
+    from huggingface_hub import errors
+
+    while error is not None and not isinstance(error, (errors.HfHubHTTPError, errors.EntryNotFoundError,
+                                                       errors.OfflineModeIsEnabled, errors.HFValidationError)):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    local = "no such folder here, and"
+    if isinstance(error, errors.GatedRepoError):
+        message = (f"a gated Hub repository: accept its conditions on https://huggingface.co/{name} and log in "
+                   "(`hf auth login` or HF_TOKEN)")
+    elif isinstance(error, errors.RepositoryNotFoundError):
+        message = f"{local} no such model repository on the Hub (or a private one: log in with `hf auth login`)"
+    elif isinstance(error, errors.RevisionNotFoundError):
+        message = "the Hub repository has no such revision"
+    elif isinstance(error, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        message = (f"{local} not in the Hub cache, and the Hub cannot be reached (offline, or HF_HUB_OFFLINE=1): "
+                   "check the path, or download the model first")
+    elif isinstance(error, errors.EntryNotFoundError):
+        message = f"the Hub repository has no {filename or 'such file'} ({first_line(error)})"
+    elif isinstance(error, errors.HFValidationError):
+        message = f"{local} not a valid Hub repository id"
+    else:
+        message = f"the Hub request failed ({first_line(error)})"
+    return UserInputError(f"{name}: {message}")
+
+
+def hub_model_type(repo_id: str) -> str | None:
+    """`model_type` of a Hub repository's config.json, fetched alone (and cached) before any weight is."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        config_path = hf_hub_download(repo_id, "config.json")
+    except Exception as error:
+        one_line = hub_error(repo_id, error, "config.json")
+        if one_line is None:
+            raise
+        raise one_line from None
+    return read_model_type(os.path.dirname(config_path))
 
 
 def check_llava_folder(folder):
-    if not os.path.isdir(folder):
-        if "/" not in folder or not looks_like_hub_id(folder) or os.path.exists(folder):
-            raise UserInputError(f"model folder not found: {folder}")
-        return
-    model_type = read_model_type(folder)
+    """A LLaVA model folder or Hub repository (its config.json says so), checked before any weight loads."""
+    check_model_path(folder)
+    model_type = read_model_type(folder) if os.path.isdir(folder) else hub_model_type(folder)
     if model_type != LLAVA_MODEL_TYPE:
         found = f"its config.json has model_type {model_type!r}" if model_type else "it has no config.json"
         hint = " (an LLM: add --visual_encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
@@ -91,9 +157,10 @@ def load_model_folder(folder, options):
         model = AutoModelForImageTextToText.from_pretrained(folder, **options)
         return model, AutoProcessor.from_pretrained(folder)
     except OSError as error:
-        if os.path.isdir(folder):
+        one_line = hub_error(folder, error)
+        if one_line is None:
             raise
-        raise UserInputError(f"{folder}: not a local folder, and not loadable from the Hub ({first_line(error)})") from None
+        raise one_line from None
 
 
 def load_adapter_output(folder, options):
@@ -136,9 +203,9 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     """
     from ..export.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
 
-    if llava is None or not os.path.isdir(llava):
-        raise UserInputError(f"--llava folder not found: {llava}" if llava
-                             else "the XTuner-style triple needs --llava DIR")
+    if llava is None:
+        raise UserInputError("the XTuner-style triple needs --llava DIR")
+    check_model_path(llava, "--llava", hub=False)
     llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
     visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual_encoder")
     projector = os.path.join(llava, "projector")
@@ -167,8 +234,7 @@ def _bundled_or_given(llava, subfolders, given, part, option):
     if given is None:
         raise UserInputError(f"{llava} has no {subfolders[0]}/ (a trained {part}); pass {option} FOLDER with the "
                              f"{part} XTuner trained on")
-    if not os.path.isdir(given):
-        raise UserInputError(f"{part} folder not found: {given}")
+    check_model_path(given, f"the {part}", hub=False)
     return given
 
 
