@@ -187,15 +187,17 @@ def has_processor(folder) -> bool:
 def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
     """XTuner's `xtuner chat LLM --visual_encoder CLIP --llava DIR` layout, rebuilt as our model class with the
     adapters attached (not merged)."""
-    model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava), dtype)
+    model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava, llm_option="MODEL"),
+                                            dtype)
     if device_map is not None:
         model = model.to(single_device(device_map, llava))
     return model, processor
 
 
-def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
+def check_xtuner_layout(llm, visual_encoder, llava, llm_option="--llm") -> dict:
     """The parts of an XTuner `pth_to_hf` output (+ the LLM and CLIP it was trained on), checked before any weight
-    is loaded: folders, projector widths against the LLM/CLIP configs, adapters against the bare LLM/CLIP.
+    is loaded: folders, the kind of model each backbone folder holds, projector widths against the LLM/CLIP configs,
+    adapters against the bare LLM/CLIP. `llm_option` names the LLM in messages (`MODEL` for chat).
 
     A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
     `--llm` / `--visual_encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
@@ -206,8 +208,12 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     if llava is None:
         raise UserInputError("the XTuner-style triple needs --llava DIR")
     check_model_path(llava, "--llava", hub=False)
-    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
+    given = {"llm": llm, "visual_encoder": visual_encoder}
+    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", llm_option)
     visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual_encoder")
+    check_backbone_kinds(f"{llm_option} {llm}" if llm == given["llm"] else llm,
+                         f"--visual_encoder {visual_encoder}" if visual_encoder == given["visual_encoder"]
+                         else visual_encoder, llm, visual_encoder)
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
@@ -221,6 +227,46 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
             check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), folder, weights)
             adapters[attribute] = (folder, weights)
     return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector_weights, "adapters": adapters}
+
+
+def backbone_kind(folder) -> tuple[str | None, str]:
+    """("language" for a causal LM, "vision" for a CLIP model, or None; what its config.json says), from the
+    config's `architectures` (or `model_type` when it lists none) alone."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ..export.merge import CLIP_MODEL_TYPES
+
+    config = read_config_json(folder)
+    if config is None:
+        return None, "it has no config.json"
+    model_type, architectures = config.get("model_type"), config.get("architectures") or []
+    found = f"its config.json has model_type {model_type!r}" + (f", architectures {architectures}"
+                                                                 if architectures else "")
+    if model_type in CLIP_MODEL_TYPES or any(str(name).startswith("CLIP") for name in architectures):
+        return "vision", found
+    if architectures:  # what the folder was saved as: BERT's model_type has a causal-LM class, BertModel is none
+        causal_lm = any(str(name).endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    else:
+        causal_lm = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if causal_lm:
+        return "language", found
+    return None, found
+
+
+def check_backbone_kinds(llm_label, vision_label, llm, visual_encoder) -> None:
+    """The LLM folder holds a causal LM and the vision folder a CLIP model, or a `UserInputError` with one line per
+    wrong folder (one line naming the swap when they are the other way round): a swap would otherwise surface as a
+    projector of the wrong shape."""
+    (llm_kind, llm_found), (vision_kind, vision_found) = backbone_kind(llm), backbone_kind(visual_encoder)
+    if llm_kind == "vision" and vision_kind == "language":
+        raise UserInputError(f"{llm_label} is a CLIP vision model and {vision_label} is a language model: swapped?")
+    problems = []
+    if llm_kind != "language":
+        problems.append(f"{llm_label} is not a language model ({llm_found}); give the LLM XTuner trained on")
+    if vision_kind != "vision":
+        problems.append(f"{vision_label} is not a CLIP vision model ({vision_found}); give the CLIP XTuner trained on")
+    if problems:
+        raise UserInputError("\n".join(problems))
 
 
 def _bundled_or_given(llava, subfolders, given, part, option):
