@@ -6,7 +6,7 @@ finetuned model (train it first with `accelerate launch examples/train.py`).
 
 import sys
 
-from llava_hf.cli.main import main
+from llava_hf.cli.main import script_main
 
 if __name__ == "__main__":
-    sys.exit(main(["chat", *sys.argv[1:]]))
+    sys.exit(script_main("chat"))

@@ -5,10 +5,14 @@
 - A usage error is one line, `PROG: error: MESSAGE` (an invalid choice lists the choices), exit status 2, without
   the usage block (`--help` prints that).
 - One spelling: flags are written with underscores, as HF `TrainingArguments` and accelerate write theirs, and the
-  dashed spelling of each is accepted too (`--data_path` / `--data-path`).
+  dashed spelling of each is accepted too (`--data_path` / `--data-path`). `--help` lists each flag once, with
+  underscores, and says once that dashes work.
 """
 
 import argparse
+import copy
+
+DASHES_EPILOG = "Every --flag_name may also be written --flag-name."
 
 
 def other_spelling(option: str) -> str | None:
@@ -20,11 +24,25 @@ def other_spelling(option: str) -> str | None:
     return "--" + swapped if swapped != name else None
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Lists a flag by its underscore spelling only: `--max_new_tokens N`, not `..., --max-new-tokens N` as well."""
+
+    def _format_action_invocation(self, action):
+        shown = [option for option in action.option_strings
+                 if "-" not in option[2:] or other_spelling(option) not in action.option_strings]
+        if len(shown) < len(action.option_strings):
+            action = copy.copy(action)
+            action.option_strings = shown
+        return super()._format_action_invocation(action)
+
+
 class OneLineErrors:
     """Mixin for an `argparse.ArgumentParser`: no abbreviations, one-line usage errors, both flag spellings."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("epilog", DASHES_EPILOG)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *names, **kwargs):

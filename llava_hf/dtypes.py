@@ -1,4 +1,4 @@
-"""Torch dtype names as users give them (`--torch-dtype` of every command and of training), in one place.
+"""Torch dtype names as users give them (`--torch_dtype` of every command and of training), in one place.
 
 Importing this module does not import torch, so command-line parsers can list the choices and stay fast.
 """

@@ -22,35 +22,35 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="image for the first turn (repeat for several)")
     parser.add_argument("--prompt", help="answer this one message and exit")
     add_conversation_arguments(parser)
-    parser.add_argument("--no-streamer", action="store_true", help="print each answer when it is complete")
+    parser.add_argument("--no_streamer", action="store_true", help="print each answer when it is complete")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser):
     """Options shared with `llava-hf serve`: which model, and how to load it."""
     parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                        help="model folder, training output with an adapter, or (with --visual-encoder and --llava) "
+                        help="model folder, training output with an adapter, or (with --visual_encoder and --llava) "
                              f"an LLM folder; default: the demo's finetuned model {DEMO_FINETUNE}")
-    parser.add_argument("--visual-encoder", metavar="CLIP", help="CLIP folder, for an XTuner-style --llava folder")
+    parser.add_argument("--visual_encoder", metavar="CLIP", help="CLIP folder, for an XTuner-style --llava folder")
     parser.add_argument("--llava", metavar="DIR", help="XTuner pth_to_hf output (projector/, *_adapter/)")
     parser.add_argument("--bits", type=int, choices=(4, 8), help="load the LLM quantized (bitsandbytes, CUDA only)")
-    parser.add_argument("--torch-dtype", default="auto", choices=DTYPE_CHOICES,
+    parser.add_argument("--torch_dtype", default="auto", choices=DTYPE_CHOICES,
                         help="weights dtype (auto: as stored)")
 
 
 def add_conversation_arguments(parser: argparse.ArgumentParser):
     """Options shared with `llava-hf serve`: prompt format and generation settings."""
-    parser.add_argument("--prompt-template", metavar="NAME",
+    parser.add_argument("--prompt_template", metavar="NAME",
                         help="XTuner-style template from llava_hf.data.templates (e.g. internlm2_chat); "
                              "default: the model's own chat template")
     parser.add_argument("--system", help="system prompt (none by default, as in training)")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--max_new_tokens", type=int, default=1024)
     parser.add_argument("--temperature", type=float,
                         help="0 for greedy decoding; > 0 samples (default: the model's generation_config)")
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--repetition-penalty", type=float)
+    parser.add_argument("--top_p", type=float)
+    parser.add_argument("--top_k", type=int)
+    parser.add_argument("--repetition_penalty", type=float)
     parser.add_argument("--seed", type=int, help="random seed for sampling")
-    parser.add_argument("--stop-words", nargs="+", default=[], metavar="WORD", help="end an answer at these words")
+    parser.add_argument("--stop_words", nargs="+", default=[], metavar="WORD", help="end an answer at these words")
 
 
 def generation_options(args) -> dict:
@@ -88,7 +88,7 @@ def session_factory(args):
         try:
             template = get_template(args.prompt_template)
         except ValueError as error:
-            raise UserInputError(f"--prompt-template: {error}") from None
+            raise UserInputError(f"--prompt_template: {error}") from None
     if args.seed is not None:
         set_seed(args.seed)
     model, processor = load_model_and_processor(model_path, visual_encoder=args.visual_encoder, llava=args.llava,

@@ -12,9 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--llava", required=True, metavar="XTUNER_DIR", help="XTuner's pth_to_hf output")
     parser.add_argument("--llm", metavar="LLM_DIR",
                         help="the LLM XTuner trained on (not needed when XTUNER_DIR holds the full LLM)")
-    parser.add_argument("--visual-encoder", metavar="CLIP_DIR",
+    parser.add_argument("--visual_encoder", metavar="CLIP_DIR",
                         help="the CLIP XTuner trained on (not needed when XTUNER_DIR has visual_encoder/)")
-    parser.add_argument("--keep-adapters", action="store_true",
+    parser.add_argument("--keep_adapters", action="store_true",
                         help="keep the LoRA weights as one PEFT adapter over OUT/base instead of merging them")
     add_output_arguments(parser)
 

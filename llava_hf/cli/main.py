@@ -2,14 +2,17 @@
 
 Subcommand modules import only the standard library at the top (the heavy imports are inside `run`), so
 `llava-hf --help` stays fast and a missing optional dependency of one command does not break the others.
+Every parser is a `llava_hf.argparsing.ArgumentParser` (the subcommand parsers `add_parser` makes are of the
+same class): no abbreviations, flags spelled `--data_path` (`--data-path` works too), one-line usage errors.
 A user mistake raised by any command (`UserInputError`, a loader's ValueError/OSError naming a file) ends as one
 `llava-hf COMMAND: error: ...` line with exit status 2; see `exit_codes`.
 """
 
-import argparse
 import importlib
+import os
 import sys
 
+from ..argparsing import ArgumentParser
 from . import exit_codes
 
 # name -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
@@ -25,24 +28,46 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llava-hf", description="LLaVA-style VLMs on transformers.")
+def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
+    """The `llava-hf` parser and each subcommand's parser (same class, so the same rules)."""
+    parser = ArgumentParser(prog="llava-hf", description="LLaVA-style VLMs on transformers.", epilog=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).add_arguments(subparsers[name])
+    return parser, subparsers
+
+
+def run_command(name: str, args, prog: str) -> int:
+    """Run subcommand `name` with parsed `args`: a user mistake is one `PROG: error: ...` line and exit status 2."""
+    module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
         return module.run(args) or exit_codes.OK
     except KeyboardInterrupt:  # Ctrl-C while loading, or in a scripted run
         print(file=sys.stderr)
         return exit_codes.INTERRUPTED
     except exit_codes.USER_ERRORS as error:
-        return exit_codes.report_user_error(f"llava-hf {args.command}", error)
+        return exit_codes.report_user_error(prog, error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, subparsers = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand's parser, so the error names the command (argparse names `llava-hf`)
+        subparsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.print_help()
+        return exit_codes.OK
+    return run_command(args.command, args, f"llava-hf {args.command}")
+
+
+def script_main(name: str, argv: list[str] | None = None) -> int:
+    """An `examples/*.py` script that is subcommand `name`: same options and behaviour, its own name in messages."""
+    prog = os.path.basename(sys.argv[0]) or name
+    parser = ArgumentParser(prog=prog, description=f"{SUBCOMMANDS[name][1]} (the same as `llava-hf {name}`)")
+    importlib.import_module(SUBCOMMANDS[name][0]).add_arguments(parser)
+    return run_command(name, parser.parse_args(argv), prog)
 
 
 if __name__ == "__main__":

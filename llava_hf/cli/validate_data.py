@@ -10,19 +10,19 @@ from .exit_codes import FAILED_CHECK, OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-path", action="append", required=True,
+    parser.add_argument("--data_path", action="append", required=True,
                         help="LLaVA-format .json/.jsonl file; repeat for several datasets")
-    parser.add_argument("--image-folder", action="append", default=[],
-                        help="image folder of each --data-path, in the same order (one folder: shared by all)")
+    parser.add_argument("--image_folder", action="append", default=[],
+                        help="image folder of each --data_path, in the same order (one folder: shared by all)")
     parser.add_argument("--tokenizer", help="tokenizer folder: also check that replies survive truncation")
-    parser.add_argument("--prompt-template", metavar="NAME", default="internlm2_chat",
+    parser.add_argument("--prompt_template", metavar="NAME", default="internlm2_chat",
                         help="prompt template name (with --tokenizer)")
-    parser.add_argument("--max-length", type=int,
+    parser.add_argument("--max_length", type=int,
                         help="text tokens kept per sample (with --tokenizer); default: training's, "
                              "2048 minus 576 image tokens")
-    parser.add_argument("--num-workers", type=int, default=16, help="threads opening image headers")
-    parser.add_argument("--no-images", action="store_true", help="skip the image-file checks")
-    parser.add_argument("--max-problems", type=int, default=50, help="problems printed before the summary")
+    parser.add_argument("--num_workers", type=int, default=16, help="threads opening image headers")
+    parser.add_argument("--no_images", action="store_true", help="skip the image-file checks")
+    parser.add_argument("--max_problems", type=int, default=50, help="problems printed before the summary")
 
 
 def run(args: argparse.Namespace) -> int:

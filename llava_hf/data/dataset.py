@@ -101,7 +101,7 @@ def build_llava_dataset(
 
     Bad samples (broken conversation, image rules) raise one DataError listing them, unless
     `skip_bad_samples`, which skips and counts them. `exclude` holds `(source position, sample index)`
-    pairs to leave out, e.g. `ValidationReport.bad_samples` when training runs with `--skip-bad-samples`
+    pairs to leave out, e.g. `ValidationReport.bad_samples` when training runs with `--skip_bad_samples`
     (image-file problems are only found by the validator, which opens the files).
     Samples whose labels are all -100 after truncation are dropped and counted in `stats`.
     Tokenization runs in `num_proc` processes (default: all cores for 20K+ samples, else in-process).

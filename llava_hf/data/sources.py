@@ -17,9 +17,9 @@ class DataSource:
     image_folder: str | None = None
 
 
-def pair_sources(data_paths, image_folders, *, flag_style: str = "-") -> list[DataSource]:
+def pair_sources(data_paths, image_folders, *, flag_style: str = "_") -> list[DataSource]:
     """One `DataSource` per data file: one image folder per file, a single folder shared by all, or none (text-only).
-    `flag_style` names the options in the error as the caller spells them (`--data-path` or `--data_path`)."""
+    `flag_style` names the options in the error (`--data_path`, the spelling of every command, by default)."""
     data_paths, folders = list(data_paths), list(image_folders or [])
     if len(folders) == 1:
         folders *= len(data_paths)

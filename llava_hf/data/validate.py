@@ -82,7 +82,7 @@ class ValidationReport:
         if c["image_found_by_stem"]:
             lines.append(f"{c['image_found_by_stem']} images found under another extension (same stem)")
         lines += [f"  {n:8d} {kind}" for kind, n in sorted(kinds.items())]
-        lines.append("OK" if self.ok else "FAILED: fix the errors above, or train with --skip-bad-samples to skip them")
+        lines.append("OK" if self.ok else "FAILED: fix the errors above, or train with --skip_bad_samples to skip them")
         return "\n".join(lines)
 
 

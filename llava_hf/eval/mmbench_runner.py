@@ -89,11 +89,11 @@ def collect_records(data: MMBenchData, work_dir: str, prompts: list[str] | None 
         for record in read_jsonl_records(path):
             index = int(record["index"])
             if index not in known:
-                raise ValueError(f"{path}: index {index} is not in {data.path}; use a fresh --work-dir for "
+                raise ValueError(f"{path}: index {index} is not in {data.path}; use a fresh --work_dir for "
                                  f"another TSV")
             if expected_prompt is not None and "prompt" in record and record["prompt"] != expected_prompt[index]:
                 raise ValueError(f"{path}: row {index} was predicted with a different prompt (another model, "
-                                 f"template or TSV); use a fresh --work-dir")
+                                 f"template or TSV); use a fresh --work_dir")
             records.setdefault(index, record)
     return records
 
@@ -115,7 +115,7 @@ def check_run_settings(work_dir: str, settings: dict | None) -> None:
     if changed:
         details = ", ".join(f"{k}: {previous.get(k)!r} -> {settings.get(k)!r}" for k in changed)
         raise ValueError(f"{work_dir} holds predictions made with other settings ({details}); "
-                         f"use a fresh --work-dir")
+                         f"use a fresh --work_dir")
 
 
 def run_mmbench(model, processor, data: MMBenchData, work_dir: str, *, batch_size: int = 8,

@@ -1,7 +1,9 @@
 """Prediction files: the resumable `predictions*.jsonl` of a run, and rescoring input (jsonl or xlsx).
 
 A run appends one JSON line per row and flushes after every batch, so a crash loses at most one batch;
-a line cut short by the crash is dropped on the next read. Final files are written atomically.
+a line cut short by the crash is dropped on the next read. Final files are written atomically. Lines are strict
+JSON (a missing value, such as the parsed letter of an unparsable answer, is `null`, never `NaN`), so any JSON
+reader takes them; files written with `NaN` by earlier versions still read.
 """
 
 from __future__ import annotations
@@ -56,14 +58,21 @@ def read_jsonl_records(path: str) -> list[dict]:
     return records
 
 
+def json_line(record: dict) -> str:
+    """`record` as one line of strict JSON: pandas' missing values (NaN) become null; any other NaN or infinity
+    raises instead of writing the `NaN` token that strict JSON readers refuse."""
+    values = {key: None if is_missing(value) else value for key, value in record.items()}
+    return json.dumps(values, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def write_jsonl(path: str, records: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(path, "".join(json_line(r) for r in records))
 
 
 def append_jsonl(stream, records: list[dict]) -> None:
     """Append and flush, so the rows survive a crash of the process."""
     for record in records:
-        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stream.write(json_line(record))
     stream.flush()
     os.fsync(stream.fileno())
 

@@ -92,9 +92,9 @@ def combined_lora_config(peft_models: dict):
     first = next(iter(configs.values()))
     for attribute, config in configs.items():
         if config.bias != "none" or config.use_rslora or config.use_dora:
-            raise UserInputError(f"--keep-adapters: the {attribute} adapter uses bias={config.bias!r}, "
+            raise UserInputError(f"--keep_adapters: the {attribute} adapter uses bias={config.bias!r}, "
                                  f"use_rslora={config.use_rslora}, use_dora={config.use_dora}; only plain LoRA is "
-                                 "combined (import without --keep-adapters to merge it)")
+                                 "combined (import without --keep_adapters to merge it)")
     return LoraConfig(r=first.r, lora_alpha=first.lora_alpha, lora_dropout=first.lora_dropout, bias="none",
                       target_modules="^(" + "|".join(patterns) + ")$", rank_pattern=rank_pattern,
                       alpha_pattern=alpha_pattern)

@@ -39,7 +39,7 @@ def load_model_and_processor(model_name_or_path, *, visual_encoder=None, llava=N
     options = {"dtype": dtype, "device_map": device_map, "quantization_config": quantization_config}
     if visual_encoder is not None or llava is not None:
         if quantization_config is not None:
-            raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual-encoder + --llava "
+            raise UserInputError("--bits is not supported with the XTuner-style LLM + --visual_encoder + --llava "
                                  "triple; export it to one model folder first")
         model, processor = load_xtuner_triple(model_name_or_path, visual_encoder, llava, dtype, device_map)
     elif os.path.isfile(os.path.join(str(model_name_or_path), ADAPTER_CONFIG)):
@@ -57,27 +57,93 @@ def quantization_config_for(bits, dtype=None):
         raise UserInputError(str(error)) from None
 
 
-def read_model_type(folder) -> str | None:
-    """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
+def read_config_json(folder) -> dict | None:
+    """A local folder's config.json (None when it has none); unreadable JSON is a one-line error naming the file."""
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
         return None
     try:
         with open(config_path, encoding="utf-8") as file:
-            return json.load(file).get("model_type")
+            config = json.load(file)
     except (OSError, ValueError) as error:
         raise UserInputError(f"cannot read {config_path}: {error}") from None
+    if not isinstance(config, dict):
+        raise UserInputError(f"{config_path} is not a JSON object")
+    return config
+
+
+def read_model_type(folder) -> str | None:
+    """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
+    return (read_config_json(folder) or {}).get("model_type")
+
+
+def is_hub_id(name) -> bool:
+    """Whether `name`, not a local folder, is left to the Hub: `owner/name` in the shape `looks_like_hub_id` accepts,
+    unless `owner` exists here (`work_dirs/finetun` is a mistyped local path, not a Hub repository)."""
+    name = os.fspath(name)
+    return "/" in name and looks_like_hub_id(name) and not os.path.exists(name.split("/", 1)[0])
+
+
+def check_model_path(name, part: str | None = None, hub: bool = True) -> None:
+    """`UserInputError` "NAME: no such folder" unless `name` is a local folder or (with `hub`) a Hub id, so a mistyped
+    path fails at once instead of waiting on Hub requests. `part` (e.g. "the LLM") says which folder it is."""
+    name = os.fspath(name)
+    if not os.path.isdir(name) and not (hub and is_hub_id(name)):
+        what = "a file, not a folder" if os.path.isfile(name) else "no such folder"
+        raise UserInputError(f"{name}: {what}" + (f" ({part})" if part else ""))
+
+
+def hub_error(name, error: BaseException, filename: str | None = None) -> UserInputError | None:
+    """One line naming `name` for the `huggingface_hub.errors` error that `error` is or was raised from
+    (transformers re-raises them as OSError); None when no Hub error is involved."""
+    from huggingface_hub import errors
+
+    while error is not None and not isinstance(error, (errors.HfHubHTTPError, errors.EntryNotFoundError,
+                                                       errors.OfflineModeIsEnabled, errors.HFValidationError)):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    local = "no such folder here, and"
+    if isinstance(error, errors.GatedRepoError):
+        message = (f"a gated Hub repository: accept its conditions on https://huggingface.co/{name} and log in "
+                   "(`hf auth login` or HF_TOKEN)")
+    elif isinstance(error, errors.RepositoryNotFoundError):
+        message = f"{local} no such model repository on the Hub (or a private one: log in with `hf auth login`)"
+    elif isinstance(error, errors.RevisionNotFoundError):
+        message = "the Hub repository has no such revision"
+    elif isinstance(error, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        message = (f"{local} not in the Hub cache, and the Hub cannot be reached (offline, or HF_HUB_OFFLINE=1): "
+                   "check the path, or download the model first")
+    elif isinstance(error, errors.EntryNotFoundError):
+        message = f"the Hub repository has no {filename or 'such file'} ({first_line(error)})"
+    elif isinstance(error, errors.HFValidationError):
+        message = f"{local} not a valid Hub repository id"
+    else:
+        message = f"the Hub request failed ({first_line(error)})"
+    return UserInputError(f"{name}: {message}")
+
+
+def hub_model_type(repo_id: str) -> str | None:
+    """`model_type` of a Hub repository's config.json, fetched alone (and cached) before any weight is."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        config_path = hf_hub_download(repo_id, "config.json")
+    except Exception as error:
+        one_line = hub_error(repo_id, error, "config.json")
+        if one_line is None:
+            raise
+        raise one_line from None
+    return read_model_type(os.path.dirname(config_path))
 
 
 def check_llava_folder(folder):
-    if not os.path.isdir(folder):
-        if "/" not in folder or not looks_like_hub_id(folder) or os.path.exists(folder):
-            raise UserInputError(f"model folder not found: {folder}")
-        return
-    model_type = read_model_type(folder)
+    """A LLaVA model folder or Hub repository (its config.json says so), checked before any weight loads."""
+    check_model_path(folder)
+    model_type = read_model_type(folder) if os.path.isdir(folder) else hub_model_type(folder)
     if model_type != LLAVA_MODEL_TYPE:
         found = f"its config.json has model_type {model_type!r}" if model_type else "it has no config.json"
-        hint = " (an LLM: add --visual-encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
+        hint = " (an LLM: add --visual_encoder CLIP --llava DIR for an XTuner-style model)" if model_type else ""
         raise UserInputError(f"{folder} is not a LLaVA model folder: {found}{hint}")
 
 
@@ -91,9 +157,10 @@ def load_model_folder(folder, options):
         model = AutoModelForImageTextToText.from_pretrained(folder, **options)
         return model, AutoProcessor.from_pretrained(folder)
     except OSError as error:
-        if os.path.isdir(folder):
+        one_line = hub_error(folder, error)
+        if one_line is None:
             raise
-        raise UserInputError(f"{folder}: not a local folder, and not loadable from the Hub ({first_line(error)})") from None
+        raise one_line from None
 
 
 def load_adapter_output(folder, options):
@@ -118,29 +185,35 @@ def has_processor(folder) -> bool:
 
 
 def load_xtuner_triple(llm, visual_encoder, llava, dtype, device_map):
-    """XTuner's `xtuner chat LLM --visual-encoder CLIP --llava DIR` layout, rebuilt as our model class with the
+    """XTuner's `xtuner chat LLM --visual_encoder CLIP --llava DIR` layout, rebuilt as our model class with the
     adapters attached (not merged)."""
-    model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava), dtype)
+    model, processor, _ = build_from_xtuner(check_xtuner_layout(llm, visual_encoder, llava, llm_option="MODEL"),
+                                            dtype)
     if device_map is not None:
         model = model.to(single_device(device_map, llava))
     return model, processor
 
 
-def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
+def check_xtuner_layout(llm, visual_encoder, llava, llm_option="--llm") -> dict:
     """The parts of an XTuner `pth_to_hf` output (+ the LLM and CLIP it was trained on), checked before any weight
-    is loaded: folders, projector widths against the LLM/CLIP configs, adapters against the bare LLM/CLIP.
+    is loaded: folders, the kind of model each backbone folder holds, projector widths against the LLM/CLIP configs,
+    adapters against the bare LLM/CLIP. `llm_option` names the LLM in messages (`MODEL` for chat).
 
     A fully trained LLM or ViT is bundled (`llm/` or the folder root, `visual_encoder/`) and replaces
-    `--llm` / `--visual-encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
+    `--llm` / `--visual_encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
     "adapters": {attribute: (folder, weights)}}: what was read to check it is kept for the build.
     """
     from ..export.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
 
-    if llava is None or not os.path.isdir(llava):
-        raise UserInputError(f"--llava folder not found: {llava}" if llava
-                             else "the XTuner-style triple needs --llava DIR")
-    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", "--llm")
-    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual-encoder")
+    if llava is None:
+        raise UserInputError("the XTuner-style triple needs --llava DIR")
+    check_model_path(llava, "--llava", hub=False)
+    given = {"llm": llm, "visual_encoder": visual_encoder}
+    llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", llm_option)
+    visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual_encoder")
+    check_backbone_kinds(f"{llm_option} {llm}" if llm == given["llm"] else llm,
+                         f"--visual_encoder {visual_encoder}" if visual_encoder == given["visual_encoder"]
+                         else visual_encoder, llm, visual_encoder)
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
@@ -156,6 +229,46 @@ def check_xtuner_layout(llm, visual_encoder, llava) -> dict:
     return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector_weights, "adapters": adapters}
 
 
+def backbone_kind(folder) -> tuple[str | None, str]:
+    """("language" for a causal LM, "vision" for a CLIP model, or None; what its config.json says), from the
+    config's `architectures` (or `model_type` when it lists none) alone."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ..export.merge import CLIP_MODEL_TYPES
+
+    config = read_config_json(folder)
+    if config is None:
+        return None, "it has no config.json"
+    model_type, architectures = config.get("model_type"), config.get("architectures") or []
+    found = f"its config.json has model_type {model_type!r}" + (f", architectures {architectures}"
+                                                                 if architectures else "")
+    if model_type in CLIP_MODEL_TYPES or any(str(name).startswith("CLIP") for name in architectures):
+        return "vision", found
+    if architectures:  # what the folder was saved as: BERT's model_type has a causal-LM class, BertModel is none
+        causal_lm = any(str(name).endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    else:
+        causal_lm = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if causal_lm:
+        return "language", found
+    return None, found
+
+
+def check_backbone_kinds(llm_label, vision_label, llm, visual_encoder) -> None:
+    """The LLM folder holds a causal LM and the vision folder a CLIP model, or a `UserInputError` with one line per
+    wrong folder (one line naming the swap when they are the other way round): a swap would otherwise surface as a
+    projector of the wrong shape."""
+    (llm_kind, llm_found), (vision_kind, vision_found) = backbone_kind(llm), backbone_kind(visual_encoder)
+    if llm_kind == "vision" and vision_kind == "language":
+        raise UserInputError(f"{llm_label} is a CLIP vision model and {vision_label} is a language model: swapped?")
+    problems = []
+    if llm_kind != "language":
+        problems.append(f"{llm_label} is not a language model ({llm_found}); give the LLM XTuner trained on")
+    if vision_kind != "vision":
+        problems.append(f"{vision_label} is not a CLIP vision model ({vision_found}); give the CLIP XTuner trained on")
+    if problems:
+        raise UserInputError("\n".join(problems))
+
+
 def _bundled_or_given(llava, subfolders, given, part, option):
     """A part bundled in XTuner's folder (full weights: it was trained), or the folder given on the command line."""
     for sub in subfolders:
@@ -167,8 +280,7 @@ def _bundled_or_given(llava, subfolders, given, part, option):
     if given is None:
         raise UserInputError(f"{llava} has no {subfolders[0]}/ (a trained {part}); pass {option} FOLDER with the "
                              f"{part} XTuner trained on")
-    if not os.path.isdir(given):
-        raise UserInputError(f"{part} folder not found: {given}")
+    check_model_path(given, f"the {part}", hub=False)
     return given
 
 

@@ -1,6 +1,8 @@
 """Hand-made MMBench data for the eval tests: a few questions circularised like VLMEvalKit, tiny JPEGs, and
 hand-scored predictions for them."""
 
+import json
+
 import pandas as pd
 from PIL import Image
 
@@ -54,3 +56,11 @@ HANDMADE_PREDICTIONS = {
     2000004: "答案: B",  # B  right
     3000004: "A",  # A  right -> question 4 circular 1
 }
+
+
+def strict_json(line: str):
+    """json.loads that refuses NaN/Infinity, as JSON readers other than Python's do."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)

@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from llava_hf.cli.main import main
 from llava_hf.eval.mmbench_data import load_mmbench_tsv
 from llava_hf.eval.mmbench_runner import (
     PART_FILE,
@@ -16,7 +17,7 @@ from llava_hf.eval.mmbench_runner import (
 from llava_hf.eval.mmbench_scoring import score_mmbench
 from llava_hf.eval.predictions_io import read_jsonl_records, write_jsonl
 from tests.eval.fake_mmbench_model import fake_model_answering
-from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS
+from tests.eval.mmbench_fixtures import HANDMADE_PREDICTIONS, strict_json
 
 
 def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
@@ -33,6 +34,25 @@ def test_run_scores_and_writes_every_output(dev_tsv, tmp_path):
     assert [c["batch"] for c in processor.calls] == [4, 4, 4, 1]
     assert not any(c["add_special_tokens"] for c in processor.calls)  # the chat template already wrote BOS
     assert all(c["pad_to_square"] is True for c in processor.calls)
+
+
+def test_predictions_file_is_strict_json_and_rescores_to_the_same_result(dev_tsv, test_tsv, tmp_path):
+    data = load_mmbench_tsv(dev_tsv)  # empty hints and options (NaN in pandas), and one unparsable answer
+    model, processor = fake_model_answering(data, HANDMADE_PREDICTIONS)
+    result = run_mmbench(model, processor, data, str(tmp_path / "run"))
+    lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    records = [strict_json(line) for line in lines]
+    assert [r["parsed"] for r in records if r["index"] == 3] == [None]  # "I am not sure." matches no option
+    assert main(["mmbench", "--predictions", str(tmp_path / "run" / "predictions.jsonl"), "--data_path", dev_tsv,
+                 "--work_dir", str(tmp_path / "rescored")]) == 0
+    assert json.loads((tmp_path / "rescored" / "mmbench_result.json").read_text()) == result
+    assert (tmp_path / "rescored" / "predictions.jsonl").read_text().splitlines() == [
+        json.dumps({k: v for k, v in r.items() if k != "prompt"}, ensure_ascii=False) for r in records]
+
+    test_data = load_mmbench_tsv(test_tsv)  # no answers: the parsed letters are the submission's
+    run_mmbench(*fake_model_answering(test_data, HANDMADE_PREDICTIONS), test_data, str(tmp_path / "test"))
+    assert [strict_json(line)["parsed"] for line in (tmp_path / "test" / "predictions.jsonl").read_text()
+            .splitlines()].count(None) == 1
 
 
 def test_resume_predicts_only_missing_rows(dev_tsv, tmp_path):

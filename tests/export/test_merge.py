@@ -35,7 +35,7 @@ def test_merged_lora_equals_the_adapter_model_and_loads_without_llava_hf(
     expected = logits_of(model, inputs)
     stage1, _ = load_model_and_processor(str(trained / "stage1"))
     assert (logits_of(stage1, inputs) - expected).abs().max() > 1e-3  # the LoRA run really changed the model
-    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--torch-dtype", "float32"]) == 0
+    assert cli(["merge", str(trained / "lora"), str(tmp_path / "merged"), "--torch_dtype", "float32"]) == 0
     merged_dir = tmp_path / "merged"
 
     merged = LlavaInternLM2ForConditionalGeneration.from_pretrained(merged_dir)
@@ -87,7 +87,7 @@ def test_merged_output_is_written_atomically_and_never_overwritten_silently(trai
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "already exists and is not empty" in message and "--force" in message
     assert os.listdir(out) == ["keep.txt"]
-    assert cli(["merge", str(trained / "stage1"), str(out), "--force", "--max-shard-size", "200KB"]) == 0
+    assert cli(["merge", str(trained / "stage1"), str(out), "--force", "--max_shard_size", "200KB"]) == 0
     assert "keep.txt" not in os.listdir(out) and (out / "model.safetensors.index.json").is_file()  # sharded
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".out.")]  # no staging folder left
 
@@ -140,7 +140,7 @@ def test_plain_llm_and_clip_adapters_merge_as_xtuner_convert_merge(tiny_parts, t
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
         peft_model.save_pretrained(tmp_path / f"adapter_{seed}")
     assert cli(["merge", str(parts / "llm"), str(tmp_path / "adapter_1"), str(tmp_path / "llm")]) == 0
-    assert cli(["merge", str(parts / "clip"), str(tmp_path / "adapter_2"), str(tmp_path / "clip"), "--is-clip"]) == 0
+    assert cli(["merge", str(parts / "clip"), str(tmp_path / "adapter_2"), str(tmp_path / "clip"), "--is_clip"]) == 0
 
     ids = torch.tensor([[1, 5, 6, 7, 8]])
     pixels = torch.randn(1, 3, 28, 28, generator=torch.Generator().manual_seed(0))

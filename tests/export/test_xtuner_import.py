@@ -1,6 +1,7 @@
 """`llava-hf import-xtuner`: XTuner folders written from the documented layout become our format and reproduce
 the equivalent model; every layout mistake is one line naming the file or tensor."""
 
+import json
 import os
 import re
 
@@ -9,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from llava_hf.cli.main import main as cli
-from llava_hf.inference import load_model_and_processor
+from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_llava_from_pretrained
 from tests.export.shipping_helpers import chat_inputs, logits_of
 from tests.xtuner_layout import write_xtuner_llava_folder
@@ -27,7 +28,7 @@ def load_projector(model, projector):
 def test_adapters_are_merged_into_the_equivalent_model(tiny_parts, image, tmp_path):
     parts, model, processor = tiny_parts
     projector, llm, vit = write_xtuner_llava_folder(tmp_path / "xtuner", parts, hidden_sizes(model))
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
     assert cli(["import-xtuner", str(tmp_path / "ours"), *argv]) == 0
     imported = LlavaInternLM2ForConditionalGeneration.from_pretrained(tmp_path / "ours")
     assert not any("lora" in name for name in imported.state_dict())
@@ -56,8 +57,8 @@ def test_adapters_are_merged_into_the_equivalent_model(tiny_parts, image, tmp_pa
 def test_keep_adapters_writes_one_peft_adapter_over_a_projector_only_base(tiny_parts, image, tmp_path):
     parts, model, processor = tiny_parts
     write_xtuner_llava_folder(tmp_path / "xtuner", parts, hidden_sizes(model), seed=5)
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
-    assert cli(["import-xtuner", str(tmp_path / "ours"), *argv, "--keep-adapters"]) == 0
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(tmp_path / "xtuner")]
+    assert cli(["import-xtuner", str(tmp_path / "ours"), *argv, "--keep_adapters"]) == 0
     assert sorted(p for p in os.listdir(tmp_path / "ours") if p.startswith("adapter_")) == [
         "adapter_config.json", "adapter_model.safetensors"]
     base_tensors = os.path.getsize(tmp_path / "ours" / "base" / "model.safetensors")
@@ -91,13 +92,13 @@ def test_fully_trained_llm_and_vit_and_a_pickled_projector(tiny_parts, image, tm
     ("no_projector", r"xtuner has no projector/ folder"),
     ("wide_projector", r"projector: projector tensor 'model.0.weight' has shape \(64, 48\), but the LLM \(.*\) and "
                        r"CLIP \(.*\) need \(64, 32\)"),
-    ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual-encoder FOLDER"),
+    ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual_encoder FOLDER"),
 ])
 def test_layout_mistakes_are_one_line_errors(tiny_parts, tmp_path, capsys, mistake, message):
     parts, model, _ = tiny_parts
     llava = tmp_path / "xtuner"
     write_xtuner_llava_folder(llava, parts, hidden_sizes(model))
-    argv = ["--llm", str(parts / "llm"), "--visual-encoder", str(parts / "clip"), "--llava", str(llava)]
+    argv = ["--llm", str(parts / "llm"), "--visual_encoder", str(parts / "clip"), "--llava", str(llava)]
     if mistake == "no_projector":
         os.remove(llava / "projector" / "model.safetensors")
         os.rmdir(llava / "projector")
@@ -113,3 +114,51 @@ def test_layout_mistakes_are_one_line_errors(tiny_parts, tmp_path, capsys, mista
     assert err.startswith("llava-hf import-xtuner: error: ") and "\n" not in err
     assert re.search(message, err), err
     assert not (tmp_path / "ours").exists()
+
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Fails the test if the projector (the first weights the import reads) is read: folder kinds come first."""
+    def read_projector(*args, **kwargs):
+        raise AssertionError("the projector was read before the LLM and CLIP folders were checked")
+
+    monkeypatch.setattr("llava_hf.inference.loading.check_xtuner_projector", read_projector)
+
+
+def write_config(folder, **config):
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("llm, visual_encoder, lines", [
+    ("clip", "llm", ["--llm {clip} is a CLIP vision model and --visual_encoder {llm} is a language model: swapped?"]),
+    ("bert", "clip", ["--llm {bert} is not a language model (its config.json has model_type 'bert', architectures "
+                      "['BertModel']); give the LLM XTuner trained on"]),
+    ("llm", "llm", ["--visual_encoder {llm} is not a CLIP vision model (its config.json has model_type 'internlm2', "
+                    "architectures ['InternLM2ForCausalLM']); give the CLIP XTuner trained on"]),
+    ("empty", "bert", ["--llm {empty} is not a language model (it has no config.json); give the LLM XTuner trained on",
+                       "--visual_encoder {bert} is not a CLIP vision model (its config.json has model_type 'bert', "
+                       "architectures ['BertModel']); give the CLIP XTuner trained on"]),
+], ids=["swapped", "llm-is-neither", "two-llms", "both-wrong"])
+def test_backbone_folders_of_the_wrong_kind_are_named_before_loading(llm, visual_encoder, lines, tiny_parts, tmp_path,
+                                                                    capsys, nothing_loaded):
+    parts = tiny_parts[0]
+    folders = {"llm": parts / "llm", "clip": parts / "clip", "empty": tmp_path / "empty",
+               "bert": write_config(tmp_path / "bert", model_type="bert", architectures=["BertModel"])}
+    folders["empty"].mkdir()
+    (tmp_path / "xtuner" / "projector").mkdir(parents=True)
+    argv = ["import-xtuner", str(tmp_path / "ours"), "--llava", str(tmp_path / "xtuner"),
+            "--llm", str(folders[llm]), "--visual_encoder", str(folders[visual_encoder])]
+    assert cli(argv) == 2
+    expected = "\n".join(lines).format(**folders)
+    assert capsys.readouterr().err == f"llava-hf import-xtuner: error: {expected}\n"
+    assert not (tmp_path / "ours").exists()
+
+
+def test_chat_names_a_swapped_xtuner_triple(tiny_parts, tmp_path, nothing_loaded):
+    parts = tiny_parts[0]
+    (tmp_path / "xtuner" / "projector").mkdir(parents=True)
+    with pytest.raises(UserInputError, match=r"^MODEL .*clip is a CLIP vision model and --visual_encoder .*llm is a "
+                                             r"language model: swapped\?$"):
+        load_model_and_processor(str(parts / "clip"), visual_encoder=str(parts / "llm"), llava=str(tmp_path / "xtuner"))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from llava_hf.cli.main import main
 
-GREEDY_ARGS = ["--temperature", "0", "--max-new-tokens", "10"]
+GREEDY_ARGS = ["--temperature", "0", "--max_new_tokens", "10"]
 
 
 def run_chat(monkeypatch, capsys, argv, stdin_text=""):
@@ -34,7 +34,7 @@ def test_prompt_prints_exactly_the_greedy_generate_answer(monkeypatch, capsys, t
 def test_no_streamer_prints_the_same_answer(monkeypatch, capsys, tiny_llava_dir, image_files):
     argv = [tiny_llava_dir, "--image", image_files[0], "--prompt", "what color is it", *GREEDY_ARGS]
     streamed = run_chat(monkeypatch, capsys, argv)[1]
-    whole = run_chat(monkeypatch, capsys, [*argv, "--no-streamer"])[1]
+    whole = run_chat(monkeypatch, capsys, [*argv, "--no_streamer"])[1]
     assert whole == streamed
 
 
@@ -65,11 +65,11 @@ def test_reset_and_exit_commands(monkeypatch, capsys, tiny_llava_dir):
 
 
 def test_sampling_options_reach_generate(monkeypatch, capsys, tiny_llava_dir):
-    argv = [tiny_llava_dir, "--prompt", "hello", "--max-new-tokens", "8", "--temperature", "5", "--top-k", "50",
-            "--top-p", "0.99"]
+    argv = [tiny_llava_dir, "--prompt", "hello", "--max_new_tokens", "8", "--temperature", "5", "--top_k", "50",
+            "--top_p", "0.99"]
     first = run_chat(monkeypatch, capsys, [*argv, "--seed", "1"])[1]
     again = run_chat(monkeypatch, capsys, [*argv, "--seed", "1"])[1]
-    greedy = run_chat(monkeypatch, capsys, [tiny_llava_dir, "--prompt", "hello", "--max-new-tokens", "8",
+    greedy = run_chat(monkeypatch, capsys, [tiny_llava_dir, "--prompt", "hello", "--max_new_tokens", "8",
                                             "--temperature", "0"])[1]
     assert first == again  # --seed makes sampling reproducible
     assert first != greedy  # and temperature 5 really samples
@@ -87,7 +87,7 @@ def test_user_errors_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, tiny
         "unreadable image": ([tiny_llava_dir, "--image", str(broken)], "broken.png"),
         "not llava": ([str(tiny_llava_parts[2] / "llm")], "is not a LLaVA model folder"),
         "4-bit without cuda": ([tiny_llava_dir, "--bits", "4"], "--bits 4 needs a CUDA GPU"),
-        "bad template": ([tiny_llava_dir, "--prompt-template", "nonsense"], "unknown prompt template 'nonsense'"),
+        "bad template": ([tiny_llava_dir, "--prompt_template", "nonsense"], "unknown prompt template 'nonsense'"),
         "no demo model": ([], "train it first"),
     }[case]
     monkeypatch.chdir(tmp_path)  # no work_dirs/demo here

@@ -97,13 +97,13 @@ def test_xtuner_triple_loads_projector_and_both_adapters(tiny_llava_parts, tmp_p
 
 def test_a_bare_llm_folder_is_not_a_llava_model(tiny_llava_parts):
     _, _, parts = tiny_llava_parts
-    with pytest.raises(UserInputError, match=r"llm is not a LLaVA model folder.*'internlm2'.*--visual-encoder"):
+    with pytest.raises(UserInputError, match=r"llm is not a LLaVA model folder.*'internlm2'.*--visual_encoder"):
         load_model_and_processor(str(parts / "llm"))
 
 
 def test_missing_folders_are_named(tmp_path, tiny_llava_parts):
     _, _, parts = tiny_llava_parts
-    with pytest.raises(UserInputError, match="model folder not found: .*nowhere"):
+    with pytest.raises(UserInputError, match="nowhere: no such folder$"):
         load_model_and_processor(str(tmp_path / "nowhere"))
     with pytest.raises(UserInputError, match="has no projector/"):
         load_model_and_processor(str(parts / "llm"), visual_encoder=str(parts / "clip"), llava=str(tmp_path))
@@ -122,10 +122,3 @@ def test_quantization_is_refused_before_loading_without_cuda(monkeypatch):
 def test_unknown_dtype_is_a_user_error():
     with pytest.raises(UserInputError, match="unknown torch dtype 'float13'"):
         load_model_and_processor("/folder/that/is/never/read", torch_dtype="float13")
-
-
-def test_an_unknown_hub_id_is_a_one_line_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserInputError, match="no-such-owner/no-such-model: not a local folder") as error:
-        load_model_and_processor("no-such-owner/no-such-model")
-    assert "\n" not in str(error.value)

@@ -90,7 +90,7 @@ def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_lla
     port = free_port()
     exit_codes = []
     server = threading.Thread(target=lambda: exit_codes.append(main(
-        ["serve", tiny_llava_dir, "--port", str(port), "--temperature", "0", "--max-new-tokens", "10"])), daemon=True)
+        ["serve", tiny_llava_dir, "--port", str(port), "--temperature", "0", "--max_new_tokens", "10"])), daemon=True)
     server.start()
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -38,8 +38,8 @@ def test_llava_13b_predictions_rescore_to_the_published_dev_score(tmp_path, monk
     predictions = pd.read_excel(xlsx, keep_default_na=False, na_values=[""])
     assert len(predictions) == 4377
     write_dev_tsv(predictions, tmp_path / "mmbench_dev_20230712.tsv")
-    argv = [str(EXAMPLE), "--predictions", str(xlsx), "--data-path", str(tmp_path / "mmbench_dev_20230712.tsv"),
-            "--work-dir", str(tmp_path / "out")]
+    argv = [str(EXAMPLE), "--predictions", str(xlsx), "--data_path", str(tmp_path / "mmbench_dev_20230712.tsv"),
+            "--work_dir", str(tmp_path / "out")]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(EXAMPLE), run_name="__main__")
