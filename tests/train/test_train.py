@@ -2,13 +2,17 @@
 
 import json
 import os
+import socket
+import time
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from llava_hf.errors import UserInputError
 from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
 from llava_hf.train.model_setup import load_model_and_processor
@@ -132,7 +136,7 @@ def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_pa
         run(common_args(tmp_path, image_data, stage="finetune", tune_llm="lora", bits=4, **base))
     with pytest.raises(FileNotFoundError, match="--data_path"):
         run(common_args(tmp_path, (str(tmp_path / "missing.json"), image_data[1]), **base))
-    with pytest.raises(FileNotFoundError, match="--model_name_or_path"):
+    with pytest.raises(UserInputError, match="--model_name_or_path ./no/such/folder: no such folder"):
         run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path="./no/such/folder"))
     with pytest.raises(SystemExit):  # argparse: not one of the choices
         parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
@@ -145,7 +149,7 @@ def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, ima
                                    llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip"),
                               "train.py: error: --data_path {tmp}/missing.json: no such file"),
         "missing model folder": (dict(stage="finetune", model_name_or_path="work_dirs/no/such/folder"),
-                                 "train.py: error: --model_name_or_path work_dirs/no/such/folder: no such file"),
+                                 "train.py: error: --model_name_or_path work_dirs/no/such/folder: no such folder"),
         "unknown stage": (dict(stage="stage3"), "error: argument --stage: invalid choice: 'stage3'"),
     }[case]
     argv = common_args(tmp_path, flags.pop("data", image_data), **flags)
@@ -157,6 +161,42 @@ def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, ima
     error_lines = [line for line in err.splitlines() if "error:" in line]
     assert status == 2 and len(error_lines) == 1, err
     assert expected.format(tmp=tmp_path) in error_lines[0]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fails any connection attempt (a Hub request included) and records it."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network use in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("path", ["work_dirs/demo/pretrainn", "pretrainn", "./stage1", "/no/such/folder"])
+def test_a_missing_local_model_path_is_named_without_asking_the_hub(image_data, tmp_path, monkeypatch, capsys,
+                                                                   no_network, path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work_dirs").mkdir()  # so `work_dirs/demo/...` and `work_dirs/x` are paths, whatever their shape
+    start = time.monotonic()
+    assert main(common_args(tmp_path / "out", image_data, stage="finetune", model_name_or_path=path)) == 2
+    assert capsys.readouterr().err.splitlines() == [f"train.py: error: --model_name_or_path {path}: no such folder"]
+    assert not no_network and time.monotonic() - start < 5
+
+
+def test_a_hub_id_that_does_not_load_is_one_line_naming_the_flag(micro_base, image_data, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.chdir(tmp_path)  # no local `nosuchowner/` folder: the name is a Hub id
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # not in the cache, and no Hub to ask
+    assert main(common_args(tmp_path / "out", image_data, llm_name_or_path="nosuchowner/nosuchllm",
+                            vision_tower_name_or_path=f"{micro_base}/clip")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "train.py: error: --llm_name_or_path nosuchowner/nosuchllm: not a local folder, and not loadable from the Hub ("), err
 
 
 def test_per_part_learning_rates_become_optimizer_groups(micro_base, image_data, tmp_path):
