@@ -1,6 +1,7 @@
 """Stage 1 and stage 2 through HF Trainer on a micro model: what trains, what is saved, resume, reload."""
 
 import json
+import logging
 import os
 import socket
 import time
@@ -15,7 +16,7 @@ from transformers import AutoModel
 from llava_hf.errors import UserInputError
 from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
-from llava_hf.train.model_setup import load_model_and_processor
+from llava_hf.train.model_setup import linear_layers, load_model_and_processor, lora_config
 from llava_hf.train.run import main
 from tests.train.conftest import common_args, losses
 
@@ -197,6 +198,26 @@ def test_a_hub_id_that_does_not_load_is_one_line_naming_the_flag(micro_base, ima
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(
         "train.py: error: --llm_name_or_path nosuchowner/nosuchllm: not a local folder, and not loadable from the Hub ("), err
+
+
+def test_a_lora_rank_that_does_not_fit_the_model_is_one_warning(micro_base, tmp_path, caplog):
+    model_args, _, training_args = parse_args(common_args(tmp_path, ("x", "y"), llm_name_or_path=f"{micro_base}/llm",
+                                                          vision_tower_name_or_path=f"{micro_base}/clip"))
+    model, _ = load_model_and_processor(model_args, training_args)
+    widths = {(m.in_features, m.out_features) for m in linear_layers(model.language_model, set()).values()}
+    assert (32, 32) in widths  # the micro LLM's attention output: an adapter of rank >= 16 is as big as the layer
+
+    def warnings(**flags):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="llava_hf.train"):
+            lora_config(model, parse_args(common_args(tmp_path, ("x", "y"), **flags))[2])
+        return [record.getMessage() for record in caplog.records]
+
+    assert warnings(tune_llm="lora", lora_r=16, tune_vision_tower="lora", vision_lora_r=15) == [
+        "--lora_r 16 is too large for the LLM: a rank-16 LoRA of its 32 x 32 layer model.layers.0.attention.wo holds "
+        "1,024 weights, the layer itself 1,024; pass --lora_r 15 or less (e.g. 4), or --tune_llm full"]
+    assert warnings(tune_llm="lora", lora_r=15) == []
+    assert len(warnings(tune_vision_tower="lora", vision_lora_r=512)) == 1
 
 
 def test_per_part_learning_rates_become_optimizer_groups(micro_base, image_data, tmp_path):
