@@ -6,7 +6,13 @@
         --per_device_train_batch_size 16
 
 Every flag of `llava_hf.train.arguments` (and of HF `TrainingArguments`) can be given on the command line or
-in a YAML recipe (`--config`); flags win.
+in a YAML recipe (`--config`); flags win. `--help` lists ours first.
+
+An output folder that already holds a finished model is refused (one line, before anything loads): pass
+`--overwrite_output_dir` to train it again, or another `--output_dir`. A user mistake prints one `train.py: error:`
+line and exits with status 2. `accelerate launch` reports any failing script as status 1 and adds its own traceback;
+`accelerate launch -q` leaves that out, and a config file (`--config_file`, `accelerate config`) or the values
+`--num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no` keep its defaults warning out.
 """
 
 import sys

@@ -5,6 +5,7 @@ load), `DataArguments` (what to train on) and `LlavaTrainingArguments` (HF `Trai
 train in each stage). `--config recipe.yaml` supplies defaults; flags given on the command line win.
 """
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -13,7 +14,9 @@ from typing import Literal, get_args
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..argparsing import ArgumentParser, OneLineErrors
 from ..dtypes import DTYPE_CHOICES
+from ..errors import UserInputError
 
 DtypeName = Literal[DTYPE_CHOICES]
 Stage = Literal["pretrain", "finetune"]
@@ -75,7 +78,7 @@ class LlavaTrainingArguments(TrainingArguments):
     tune_vision_tower: TuneMode = field(default="frozen", metadata={"help": "How the ViT trains."})
     lora_r: int = field(default=512, metadata={"help": "LLM LoRA rank."})
     lora_alpha: int = field(default=256, metadata={"help": "LLM LoRA alpha."})
-    lora_dropout: float = field(default=0.05)
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input (LLM and ViT)."})
     vision_lora_r: int = field(default=64, metadata={"help": "ViT LoRA rank."})
     vision_lora_alpha: int = field(default=16, metadata={"help": "ViT LoRA alpha."})
     vision_tower_learning_rate: float | None = field(
@@ -87,9 +90,9 @@ class LlavaTrainingArguments(TrainingArguments):
     eval_chat_prompts: list[str] = field(
         default_factory=list, metadata={"help": "Prompts answered (with --eval_chat_image) every eval_chat_steps."}
     )
-    eval_chat_image: str | None = field(default=None)
-    eval_chat_steps: int = field(default=500)
-    eval_chat_max_new_tokens: int = field(default=50)
+    eval_chat_image: str | None = field(default=None, metadata={"help": "Image the chat probes ask about."})
+    eval_chat_steps: int = field(default=500, metadata={"help": "Answer the chat probes every N steps (and at the end)."})
+    eval_chat_max_new_tokens: int = field(default=50, metadata={"help": "Longest answer of a chat probe."})
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={"help": "A checkpoint folder, or auto (or true): the latest complete checkpoint in output_dir, "
@@ -180,23 +183,130 @@ def load_recipe(path: str) -> dict:
     return recipe
 
 
+PROG = "train.py"
+HF_TRAINING_ARGUMENTS_DOCS = "https://huggingface.co/docs/transformers/main_classes/trainer"
+# --help: llava_hf's own flags first, in these groups (a flag of ours not listed here goes to the last one), then
+# --config, then HF's TrainingArguments: those below with their help, every other one by name only.
+HELP_GROUPS = {
+    "stage: what trains": ("stage", "tune_llm", "tune_vision_tower", "vision_tower_learning_rate",
+                           "projector_learning_rate"),
+    "data": tuple(f.name for f in fields(DataArguments)),
+    "model": tuple(f.name for f in fields(ModelArguments)),
+    "LoRA (--tune_llm lora, --tune_vision_tower lora)": ("lora_r", "lora_alpha", "lora_dropout", "vision_lora_r",
+                                                          "vision_lora_alpha", "adapter_dtype"),
+    "speed": ("padding_free", "max_tokens_per_batch", "loss_chunk_size", "checkpoint_every_n_layers"),
+    "output, checkpoints and chat probes": ("output_dir", "overwrite_output_dir", "resume_from_checkpoint",
+                                            "eval_chat_prompts", "eval_chat_image", "eval_chat_steps",
+                                            "eval_chat_max_new_tokens"),
+}
+HF_FLAGS_SHOWN = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                  "gradient_accumulation_steps", "bf16", "fp16", "gradient_checkpointing", "optim",
+                  "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "save_strategy", "save_steps",
+                  "save_total_limit", "logging_steps", "report_to", "seed", "dataloader_num_workers", "deepspeed",
+                  "use_cpu")
+
+
+class RankZeroMessages:
+    """Mixin for an `argparse.ArgumentParser`: under a multi-process launch every rank parses the same flags, and
+    only rank 0 prints the help or a usage error (all exit alike). The rank is read from the launcher's environment:
+    nothing distributed is set up while parsing."""
+
+    @staticmethod
+    def speaks() -> bool:
+        return os.environ.get("RANK", "0") == "0"
+
+    def print_help(self, file=None):
+        if self.speaks():
+            super().print_help(file)
+
+    def exit(self, status=0, message=None):
+        super().exit(status, message if self.speaks() else None)
+
+
+class TrainArgumentParser(RankZeroMessages, OneLineErrors, HfArgumentParser):
+    """`HfArgumentParser` under the rules of every llava_hf command (`llava_hf.argparsing`: no abbreviations, so
+    `--learning_rat` is an error, and one-line usage errors), with a `--help` that a new user can read."""
+
+    def __init__(self, dataclass_types=ARG_CLASSES, **kwargs):
+        kwargs.setdefault("prog", PROG)
+        kwargs.setdefault("usage", f"{PROG} [--config RECIPE.yaml] [--stage {{{','.join(STAGES)}}}] [--FLAG VALUE ...]")
+        kwargs.setdefault("description", "Train a LLaVA-style model, stage 1 (--stage pretrain) or stage 2 (--stage "
+                          "finetune). With no data and no model flags: the built-in demo (work_dirs/demo/).")
+        super().__init__(dataclass_types, **kwargs)
+        self._group_help()
+
+    def _group_help(self):
+        """Regroup the flags HfArgumentParser added (one group, HF's first) for `--help`; parsing is unchanged.
+        argparse has no public way to move a flag between groups, so the groups' action lists are edited."""
+        names = [f.name for cls in self.dataclass_types for f in fields(cls) if f.init]
+        hf_names = {f.name for f in fields(TrainingArguments)}
+        listed = {name for group in HELP_GROUPS.values() for name in group}
+        groups = dict(HELP_GROUPS)
+        last = list(groups)[-1]
+        groups[last] += tuple(name for name in names if name not in hf_names and name not in listed)
+        for title, group_names in groups.items():
+            group = self.add_argument_group(title)
+            for name in group_names:
+                self._move(name, group)
+        self.add_argument_group("recipe").add_argument(
+            "--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,  # read by parse_args before the flags
+            help="A YAML recipe (examples/recipes/): `flag: value` lines, `base: other.yaml` to start from another "
+                 "recipe. Flags on the command line win over it.")
+        others = [name for name in names if name in hf_names and name not in listed and name not in HF_FLAGS_SHOWN]
+        hf = self.add_argument_group(
+            "Hugging Face TrainingArguments",
+            f"Every one is accepted (see TrainingArguments at {HF_TRAINING_ARGUMENTS_DOCS}); the ones most runs set "
+            "are here, the others are named at the end.",
+        )
+        self.epilog = "Other TrainingArguments flags: " + ", ".join("--" + name for name in others) + "."
+        for name in HF_FLAGS_SHOWN:
+            self._move(name, hf)
+        for name in others:
+            for action in self._move(name, hf):
+                action.help = argparse.SUPPRESS
+
+    def _move(self, name, group):
+        """Move the flag `--name` (and its `--no_name` complement) from the default group to `group`."""
+        moved = [action for action in self._optionals._group_actions if action.dest == name]
+        for action in moved:
+            self._optionals._group_actions.remove(action)
+            group._group_actions.append(action)
+        return moved
+
+    def parse_flags(self, argv: list[str]):
+        """The dataclasses; a flag nobody defines (`--learning_rat`) is a usage error, not HF's ValueError."""
+        *parsed, unknown = self.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return tuple(parsed)
+
+
+class _ConfigParser(RankZeroMessages, ArgumentParser):
+    """Reads `--config` alone, before the flags."""
+
+
+def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(`--config` value, the other flags): the recipe is read before the flags, which override it."""
+    parser = _ConfigParser(prog=PROG, add_help=False)
+    parser.add_argument("--config", metavar="RECIPE.yaml")
+    known, rest = parser.parse_known_args(argv)
+    return known.config, rest
+
+
 def parse_args(argv: list[str] | None = None, default_recipe: dict | None = None):
     """Parse `--config recipe.yaml` + flags into (ModelArguments, DataArguments, LlavaTrainingArguments).
 
     Precedence: command-line flags > `--config` recipe > `default_recipe` (the demo's) > dataclass defaults.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    config, argv = split_config(list(sys.argv[1:] if argv is None else argv))
     recipe = dict(default_recipe or {})
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ValueError("--config needs a YAML file")
-        recipe.update(load_recipe(argv[i + 1]))
-        del argv[i : i + 2]
-    parser = HfArgumentParser(ARG_CLASSES)
+    if config is not None:
+        if not os.path.isfile(config):
+            raise UserInputError(f"--config {config}: no such file")
+        recipe.update(load_recipe(config))
+    parser = TrainArgumentParser()
     parser.set_defaults(**recipe)
-    # output_dir is required by TrainingArguments' parser only when no recipe supplies it
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parser.parse_flags(argv)
 
 
 def is_demo(model_args: ModelArguments, data_args: DataArguments) -> bool:

@@ -8,6 +8,10 @@ every rank flushes what it wrote (`fsync`), all ranks wait for each other, and t
 `checkpoint_manifest.json`, renames the folder into place and only then prunes old checkpoints. A folder is
 trusted when its manifest matches its files, so one damaged later (a file deleted, a copy cut short) is
 caught too. Leftovers of interrupted saves stay in the staging folder, which the next run deletes.
+
+The rules for what an output folder may hold before a run starts live here too (`resolve_resume`): a finished
+model is never trained over without `--overwrite_output_dir`, and the final model is also written into the
+staging folder and moved into place whole (`save_final_model`), so it replaces an earlier one only once saved.
 """
 
 import contextlib
@@ -28,13 +32,16 @@ from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
+from transformers.utils import ADAPTER_CONFIG_NAME, ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME, CONFIG_NAME
 
 from ..errors import UserInputError
+from ..models.llava_internlm2.checkpoint_io import SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME, weight_files
 
 logger = logging.getLogger("llava_hf.train")
 
 MANIFEST_NAME = "checkpoint_manifest.json"
 STAGING_DIR = ".checkpoint-staging"
+FINAL_MODEL_DIR = "final-model"  # in STAGING_DIR while the final model is written
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
@@ -109,6 +116,36 @@ def delete_checkpoints(args, reason: str) -> None:
     PartialState().wait_for_everyone()
 
 
+def save_final_model(trainer) -> None:
+    """`trainer.save_model()` into the staging folder, then moved into `output_dir`: a model already there (a run
+    with --overwrite_output_dir) is replaced only once the new one is whole, and its files that the new save does
+    not write (an adapter where now a full model is saved, shards of another count) go, so one model remains.
+    Called on every rank (sharded saves gather on all of them); the saving process moves the files."""
+    args = trainer.args
+    staged = os.path.join(args.output_dir, STAGING_DIR, FINAL_MODEL_DIR)
+    discard_stale(staged, args, trainer.accelerator)
+    trainer.save_model(staged)
+    trainer.accelerator.wait_for_everyone()
+    _fsync_tree(staged)
+    trainer.accelerator.wait_for_everyone()
+    if args.should_save:
+        new = set(os.listdir(staged))
+        for name in saved_model_files(args.output_dir):
+            if name not in new:
+                os.remove(os.path.join(args.output_dir, name))
+        # the configs last: until they are in place, a config names the old model's weights or none
+        for name in sorted(new, key=lambda name: name in (CONFIG_NAME, ADAPTER_CONFIG_NAME)):
+            target = os.path.join(args.output_dir, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(staged, name), target)
+        os.rmdir(staged)
+        with contextlib.suppress(OSError):  # the staging folder too, unless checkpoints left something there
+            os.rmdir(os.path.dirname(staged))
+        _fsync_dir(args.output_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
 def _files(folder: str) -> list[str]:
     """Every file under `folder`, relative to it."""
     found = []
@@ -162,6 +199,25 @@ def _discard(path: str) -> None:
 
 
 # ---- reading ----------------------------------------------------------------------------------------------------
+
+
+def saved_model_files(folder: str) -> list[str]:
+    """Names of the files that make `folder` a saved model: a config with its weights (a full model, or a stage-1
+    save of the trainable part whose config records where the rest comes from) and/or a PEFT adapter's config with
+    its weights. [] when it holds neither pair: a folder with checkpoints only is a run that has not finished."""
+    if not os.path.isdir(folder):
+        return []
+    names = []
+    weights = weight_files(folder)
+    if weights and os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+        indexes = [name for name in (SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME)
+                   if os.path.isfile(os.path.join(folder, name))]
+        names += [CONFIG_NAME, *indexes, *(os.path.relpath(path, folder) for path in weights)]
+    adapter_weights = [name for name in (ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
+                       if os.path.isfile(os.path.join(folder, name))]
+    if adapter_weights and os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)):
+        names += [ADAPTER_CONFIG_NAME, *adapter_weights]
+    return names
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
@@ -243,8 +299,9 @@ def latest_complete_checkpoint(output_dir: str) -> str | None:
 def resolve_resume(args) -> str | None:
     """The checkpoint to resume from (None: start from scratch), from `--resume_from_checkpoint` PATH | auto | true.
 
-    Decided on the main process and shared, so every rank resumes from the same checkpoint. A user mistake
-    (a damaged checkpoint, checkpoints in the way) ends the run with one line, before anything is loaded.
+    Decided on the main process and shared, so every rank resumes from the same checkpoint. A user mistake (a
+    finished model or checkpoints in the way, a damaged checkpoint) ends the run with one line, before anything is
+    loaded: the entry point calls this first.
     """
     state = PartialState()
     outcome = [_resolve_resume(args) if state.is_main_process else None]
@@ -258,14 +315,18 @@ def resolve_resume(args) -> str | None:
 
 def _resolve_resume(args) -> tuple[str | None, str | None]:
     value, output_dir = args.resume_from_checkpoint, args.output_dir
-    if str(value).lower() in ("auto", "true"):  # a YAML recipe may give the boolean true
+    finished = saved_model_files(output_dir)
+    if finished and not args.overwrite_output_dir and not list_checkpoints(output_dir):
+        # (with checkpoints too, the rules below apply: `auto` continues from them, as after an interrupted rerun)
+        shown = ", ".join(finished[:2]) + (", ..." if len(finished) > 2 else "")
+        return None, (
+            f"--output_dir {output_dir} already holds a finished model ({shown}): pass --overwrite_output_dir to train "
+            "again (the model there is replaced once the new one is saved), or give another --output_dir"
+        )
+    if is_auto(value):
         if args.overwrite_output_dir:  # e.g. a recipe that says auto, and this flag on the command line
             return None, None
-        path = latest_complete_checkpoint(output_dir)
-        if path is None:
-            logger.info("--resume_from_checkpoint %s: no complete checkpoint in %s, starting from scratch", value,
-                        output_dir)
-        return path, None
+        return latest_complete_checkpoint(output_dir), None
     if str(value).lower() in ("none", "false", ""):
         existing = list_checkpoints(output_dir)
         if existing and not args.overwrite_output_dir:
@@ -286,6 +347,11 @@ def _resolve_resume(args) -> tuple[str | None, str | None]:
         logger.warning("--resume_from_checkpoint %s has no %s: resuming without knowing it is complete", value,
                        MANIFEST_NAME)
     return value, None
+
+
+def is_auto(value) -> bool:
+    """`--resume_from_checkpoint auto` (or true: a YAML recipe may give the boolean)."""
+    return str(value).lower() in ("auto", "true")
 
 
 # ---- stopping on a signal ---------------------------------------------------------------------------------------
@@ -431,13 +497,19 @@ class SaveAndStopCallback(TrainerCallback):
 
 
 class ResumePointCallback(TrainerCallback):
-    """Logs where a resumed run continues: the checkpoint, its step and epoch and the samples already seen."""
+    """Logs where a resumed run continues (the checkpoint, its step and epoch and the samples already seen), or
+    that `--resume_from_checkpoint auto` found nothing to continue from."""
 
     def __init__(self, checkpoint: str | None):
         self.checkpoint = checkpoint
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        if self.checkpoint is None or not state.is_world_process_zero:
+        if not state.is_world_process_zero:
+            return
+        if self.checkpoint is None:
+            if is_auto(args.resume_from_checkpoint) and not args.overwrite_output_dir:
+                logger.info("--resume_from_checkpoint %s: no complete checkpoint in %s, starting from scratch",
+                            args.resume_from_checkpoint, args.output_dir)
             return
         samples = "unknown"
         if has_length(train_dataloader) and has_length(train_dataloader.dataset):

@@ -7,10 +7,12 @@ whole model: `rank_pattern`/`alpha_pattern` give the LLM and the ViT their own r
 `PeftModel.from_pretrained` / transformers' adapter loading.
 """
 
+import logging
 import os
 import re
 
 import torch
+from accelerate import PartialState
 from torch import nn
 
 from ..dtypes import resolve_dtype
@@ -18,6 +20,8 @@ from ..models.quantization import bnb_config, check_bits
 from .arguments import LlavaTrainingArguments, ModelArguments
 
 PROJECTOR = "multi_modal_projector"
+
+logger = logging.getLogger("llava_hf.train")
 
 
 def check_options(model_args: ModelArguments, training_args: LlavaTrainingArguments) -> None:
@@ -69,15 +73,40 @@ def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTra
     return model, processor
 
 
-def linear_module_names(module: nn.Module, exclude: set[int]) -> list[str]:
-    """Leaf names of every linear layer (incl. bitsandbytes' Linear4bit/8bitLt) except the excluded modules."""
-    names = set()
-    for name, child in module.named_modules():
-        if id(child) in exclude:
-            continue
-        if isinstance(child, nn.Linear) or type(child).__name__ in ("Linear4bit", "Linear8bitLt"):
-            names.add(name.rsplit(".", 1)[-1])
-    return sorted(names)
+def linear_layers(module: nn.Module, exclude: set[int]) -> dict[str, nn.Module]:
+    """Every linear layer (incl. bitsandbytes' Linear4bit/8bitLt) by name, except the excluded modules."""
+    return {name: child for name, child in module.named_modules()
+            if id(child) not in exclude
+            and (isinstance(child, nn.Linear) or type(child).__name__ in ("Linear4bit", "Linear8bitLt"))}
+
+
+def leaf_names(layers: dict[str, nn.Module]) -> list[str]:
+    """`wqkv` for `model.layers.0.attention.wqkv`: what LoRA's target pattern matches."""
+    return sorted({name.rsplit(".", 1)[-1] for name in layers})
+
+
+def warn_if_rank_too_large(layers: dict[str, nn.Module], rank: int, flag: str, part: str) -> None:
+    """One warning line when a LoRA rank does not fit the layers it wraps. A rank-r adapter on an in x out layer
+    holds r * (in + out) weights; from r >= in * out / (in + out) on (d / 2 for a square d x d layer) that is as
+    many as the layer itself: not low-rank any more, and no smaller than training the layer in full. Judged on
+    the narrowest wrapped layer (the default r=512 is XTuner's 7B value, for 4096-wide layers)."""
+    def fitting_rank(layer):  # the largest rank whose adapter stays smaller than the layer
+        return -(-layer.in_features * layer.out_features // (layer.in_features + layer.out_features)) - 1
+
+    if not layers:
+        return
+    name, layer = min(layers.items(), key=lambda item: fitting_rank(item[1]))
+    limit = fitting_rank(layer)
+    if rank <= limit or not PartialState().is_main_process:
+        return
+    example = 1 << max((limit // 2).bit_length() - 1, 0)  # a power of two well below the limit
+    full = "--tune_llm full" if part == "LLM" else "--tune_vision_tower full"
+    logger.warning(
+        "%s %d is too large for the %s: a rank-%d LoRA of its %d x %d layer %s holds %s weights, the layer itself %s; "
+        "pass %s %d or less (e.g. %d), or %s", flag, rank, part, rank, layer.in_features, layer.out_features, name,
+        f"{rank * (layer.in_features + layer.out_features):,}", f"{layer.in_features * layer.out_features:,}", flag,
+        limit, example, full,
+    )
 
 
 def lora_config(model, training_args: LlavaTrainingArguments):
@@ -98,12 +127,16 @@ def lora_config(model, training_args: LlavaTrainingArguments):
     patterns, rank_pattern, alpha_pattern = [], {}, {}
     if llm_lora:
         head = {id(model.language_model.get_output_embeddings())}
-        leaves = linear_module_names(model.language_model, head)
+        layers = linear_layers(model.language_model, head)
+        warn_if_rank_too_large(layers, training_args.lora_r, "--lora_r", "LLM")
+        leaves = leaf_names(layers)
         patterns.append(rf"language_model\..*\.({'|'.join(map(re.escape, leaves))})")
         rank_pattern[r"language_model\..*"] = training_args.lora_r
         alpha_pattern[r"language_model\..*"] = training_args.lora_alpha
     if vit_lora:
-        leaves = linear_module_names(model.vision_tower, set())
+        layers = linear_layers(model.vision_tower, set())
+        warn_if_rank_too_large(layers, training_args.vision_lora_r, "--vision_lora_r", "ViT")
+        leaves = leaf_names(layers)
         patterns.append(rf"vision_tower\..*\.({'|'.join(map(re.escape, leaves))})")
         rank_pattern[r"vision_tower\..*"] = training_args.vision_lora_r
         alpha_pattern[r"vision_tower\..*"] = training_args.vision_lora_alpha

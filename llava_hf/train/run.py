@@ -1,6 +1,7 @@
 """`train()`: the whole of one stage, in the order that loses the least time when something is wrong.
 
-Cheap checks first (paths, option combinations, the data validator), then the model, then HF `Trainer`.
+What the output folder holds first (a finished model is never trained over by accident), then cheap checks (option
+combinations, paths, Hub names, the data validator), then the model, then HF `Trainer`.
 """
 
 import logging
@@ -14,7 +15,8 @@ from transformers import set_seed
 from ..cli.exit_codes import OK, USAGE_ERROR
 from ..data.errors import DataError
 from ..data.tokenization import default_max_length
-from ..errors import UserInputError
+from ..errors import UserInputError, first_line
+from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
 from .model_setup import check_options, configure_trainable, load_model_and_processor, trainable_parameter_summary
 
@@ -36,13 +38,43 @@ def data_sources(data_args: DataArguments):
     return sources
 
 
+MODEL_FLAGS = ("model_name_or_path", "llm_name_or_path", "vision_tower_name_or_path")  # folders or Hub ids
+
+
+def is_hub_id(name: str) -> bool:
+    """`owner/name` that is not a local path. `work_dirs/run` has the shape of a Hub id too, but when `work_dirs`
+    is a local folder the user means a path in it."""
+    return "/" in name and looks_like_hub_id(name) and not os.path.isdir(name.split("/", 1)[0])
+
+
 def check_model_paths(model_args: ModelArguments) -> None:
-    for name in ("model_name_or_path", "llm_name_or_path", "vision_tower_name_or_path", "projector_path"):
+    """Every local path must exist: a missing one is named at once, without asking the Hub about it. Only an
+    `owner/name` Hub id is left to `check_hub_models`; `--projector_path` is always local."""
+    for name in (*MODEL_FLAGS, "projector_path"):
         path = getattr(model_args, name)
-        # "org/name" may be a Hub id (resolved from the local HF cache); anything else must exist
-        hub_id_shape = path is not None and path.count("/") == 1 and not path.startswith((".", "/", "~"))
-        if path and not hub_id_shape and not os.path.exists(os.path.expanduser(path)):
-            raise FileNotFoundError(f"--{name} {path}: no such file or directory")
+        if not path or os.path.exists(os.path.expanduser(path)) or (name in MODEL_FLAGS and is_hub_id(path)):
+            continue
+        if name == "projector_path":
+            raise UserInputError(f"--{name} {path}: no such file or folder")
+        raise UserInputError(f"--{name} {path}: no such folder")
+
+
+def check_hub_models(model_args: ModelArguments) -> None:
+    """A model given as an `owner/name` Hub id must have a config.json in the HF cache or on the Hub: a wrong,
+    private or unreachable name stops the run with one line naming the flag, before any weights load."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+    from transformers.utils import CONFIG_NAME
+
+    for name in MODEL_FLAGS:
+        repo_id = getattr(model_args, name)
+        if not repo_id or not is_hub_id(repo_id) or os.path.exists(repo_id):
+            continue
+        try:
+            hf_hub_download(repo_id, CONFIG_NAME)
+        except (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled, HFValidationError) as error:
+            raise UserInputError(f"--{name} {repo_id}: not a local folder, and not loadable from the Hub "
+                                 f"({first_line(error)})") from None
 
 
 def validate(sources, tokenizer, template, max_length, data_args: DataArguments):
@@ -92,22 +124,24 @@ class PreparedRun:
     loaded_attention: str  # the language model's attention implementation as loaded
 
 
-def prepare(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments) -> PreparedRun:
-    """Check the options and paths, pick the checkpoint to resume from, load the model, validate and tokenize the
-    data and build the trainer: everything that can fail on user input, before step 1."""
+def prepare(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments,
+            checkpoint: str | None) -> PreparedRun:
+    """Check the options and paths, load the model, validate and tokenize the data and build the trainer:
+    everything that can fail on user input, before step 1. `checkpoint` is what `resolve_resume` picked (None: a
+    fresh start), decided before this, first of all."""
     from ..data.collator import LlavaDataCollator
     from ..data.dataset import build_llava_dataset
     from ..data.templates import get_template
     from .callbacks import EvaluateChatCallback
-    from .checkpointing import ResumePointCallback, SaveAndStopCallback, StopSignals, resolve_resume
+    from .checkpointing import ResumePointCallback, SaveAndStopCallback, StopSignals
     from .trainer import LlavaTrainer
 
-    if training_args.output_dir is None:
-        raise UserInputError("give --output_dir")
     check_options(model_args, training_args)
     check_model_paths(model_args)
     sources = data_sources(data_args)
-    checkpoint = resolve_resume(training_args)
+    if training_args.eval_chat_image and not os.path.isfile(training_args.eval_chat_image):
+        raise UserInputError(f"--eval_chat_image {training_args.eval_chat_image}: no such file")
+    check_hub_models(model_args)
 
     set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
     model, processor = load_model_and_processor(model_args, training_args)
@@ -161,14 +195,14 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
 def run(prepared: PreparedRun):
     """Train, then save the final model and state. A stop signal saves a checkpoint and raises
     `TrainingInterrupted` instead of writing the final model."""
-    from .checkpointing import clear_leftovers, delete_checkpoints
+    from .checkpointing import clear_leftovers, delete_checkpoints, save_final_model
 
     trainer, training_args = prepared.trainer, prepared.trainer.args
     clear_leftovers(training_args)
     with prepared.save_and_stop.signals.installed():  # until the final model is saved: a signal lets the save finish
         trainer.train(resume_from_checkpoint=prepared.checkpoint)
         prepared.save_and_stop.raise_if_stopped(training_args.output_dir)
-        trainer.save_model()
+        save_final_model(trainer)
         trainer.save_state()
     if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
         delete_checkpoints(training_args, "--save_strategy no and the run is complete")
@@ -178,8 +212,10 @@ def run(prepared: PreparedRun):
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: LlavaTrainingArguments):
-    """One stage, start to end (`prepare`, then `run`); returns the trainer."""
-    return run(prepare(model_args, data_args, training_args))
+    """One stage, start to end (what the output folder allows, `prepare`, then `run`); returns the trainer."""
+    from .checkpointing import resolve_resume
+
+    return run(prepare(model_args, data_args, training_args, resolve_resume(training_args)))
 
 
 def main(argv=None) -> int:
@@ -188,17 +224,20 @@ def main(argv=None) -> int:
     `error:` line; 128 + the signal number when a stop signal saved a checkpoint and ended training."""
     from ..cli.exit_codes import USER_ERRORS, report_user_error
     from .arguments import parse_args
-    from .checkpointing import TrainingInterrupted
+    from .checkpointing import TrainingInterrupted, resolve_resume
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         model_args, data_args, training_args = parse_args(argv)
-        if is_demo(model_args, data_args):
+        demo_stage = training_args.stage if is_demo(model_args, data_args) else None
+        if demo_stage:
             from ..demo.prepare import demo_recipe, prepare_demo
 
-            prepare_demo(training_args.stage)
-            model_args, data_args, training_args = parse_args(argv, default_recipe=demo_recipe(training_args.stage))
-        prepared = prepare(model_args, data_args, training_args)
+            model_args, data_args, training_args = parse_args(argv, default_recipe=demo_recipe(demo_stage))
+        checkpoint = resolve_resume(training_args)  # first: a finished model or checkpoints in the way stop here
+        if demo_stage:
+            prepare_demo(demo_stage)
+        prepared = prepare(model_args, data_args, training_args, checkpoint)
     except USER_ERRORS as error:
         return report_user_error("train.py", error) if PartialState().is_main_process else USAGE_ERROR
     try:

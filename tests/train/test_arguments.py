@@ -1,13 +1,17 @@
-"""Recipes and flags: every shipped recipe parses, flags override recipes, the XTuner numbers are the XTuner ones."""
+"""Recipes and flags: every shipped recipe parses, flags override recipes, the XTuner numbers are the XTuner ones;
+no abbreviations, one-line usage errors and a --help with our flags first."""
 
 import glob
 import os
+from dataclasses import fields
 
 import pytest
 
 from llava_hf.demo import paths
 from llava_hf.demo.prepare import demo_recipe
-from llava_hf.train.arguments import is_demo, load_recipe, parse_args
+from llava_hf.errors import UserInputError
+from llava_hf.train.arguments import ARG_CLASSES, HELP_GROUPS, is_demo, load_recipe, parse_args
+from llava_hf.train.run import main
 
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "recipes")
 
@@ -65,3 +69,60 @@ def test_demo_recipe_comes_from_the_package_with_paths_from_demo_paths(stage, tm
         assert (m.llm_name_or_path, m.model_name_or_path) == (None, paths.DEMO_PRETRAIN)
         assert t.eval_chat_image == paths.DEMO_CHAT_IMAGE
     assert t.stage == stage and t.tune_llm == "full" and t.logging_steps == 3
+
+
+def usage_error(argv, capsys) -> tuple[int, list[str]]:
+    """(exit status, stderr lines) of `examples/train.py ARGV` when it stops on a usage error."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code, capsys.readouterr().err.splitlines()
+
+
+def test_a_flag_prefix_is_not_taken_for_the_flag(capsys):
+    # argparse's abbreviations took --learning_rat for --learning_rate: the run went on with another configuration
+    assert usage_error(["--stage", "pretrain", "--learning_rat", "1"], capsys) == (
+        2, ["train.py: error: unrecognized arguments: --learning_rat 1"])
+
+
+def test_an_invalid_choice_is_one_line_with_the_choices(capsys):
+    assert usage_error(["--stage", "finetun"], capsys) == (
+        2, ["train.py: error: argument --stage: invalid choice: 'finetun' (choose from 'pretrain', 'finetune')"])
+    status, err = usage_error(["--learning_rate", "abc"], capsys)
+    assert status == 2 and len(err) == 1 and "invalid float value: 'abc'" in err[0]
+
+
+def test_config_is_read_first_in_both_spellings(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 3.0e-4\nstage: finetune\n")
+    for argv in (["--config", str(recipe)], [f"--config={recipe}"]):
+        _, _, t = parse_args([*argv, "--stage", "pretrain"])
+        assert (t.learning_rate, t.stage) == (3e-4, "pretrain")  # the recipe's value, and the flag over the recipe
+    with pytest.raises(UserInputError, match=r"--config .*missing.yaml: no such file"):
+        parse_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_help_shows_our_flags_grouped_then_config_then_hf_and_names_every_flag(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert stop.value.code == 0
+    headings = [line[:-1] for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings[1:] == [*HELP_GROUPS, "recipe", "Hugging Face TrainingArguments"], headings
+    position = {flag: help_text.index(f"  --{flag} ") for flag in ("stage", "data_path", "lora_r", "padding_free",
+                                                                   "config", "learning_rate")}
+    assert sorted(position, key=position.get) == ["stage", "data_path", "lora_r", "padding_free", "config",
+                                                  "learning_rate"]
+    words = set(help_text.replace(",", " ").replace(".", " ").split())
+    every_flag = {f"--{f.name}" for cls in ARG_CLASSES for f in fields(cls) if f.init}
+    assert every_flag <= words, sorted(every_flag - words)  # every one at least named, HF's rarer ones at the end
+    assert len(help_text.splitlines()) < 300
+
+
+def test_every_hf_flag_is_still_accepted_under_both_spellings():
+    _, _, t = parse_args(["--adam_beta1", "0.8", "--ddp-timeout", "60", "--no_padding_free", "--lora-r", "8"])
+    assert (t.adam_beta1, t.ddp_timeout, t.padding_free, t.lora_r) == (0.8, 60, False, 8)
+
+
+def test_only_rank_0_prints_usage_errors(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # as a multi-process launch sets it for the second process
+    assert usage_error(["--stage", "finetun"], capsys) == (2, [])

@@ -18,7 +18,7 @@ from llava_hf.errors import UserInputError
 from llava_hf.train import parse_args, train
 from llava_hf.train.checkpointing import (
     MANIFEST_NAME, STAGING_DIR, TrainingInterrupted, checkpoint_problem, clear_leftovers, list_checkpoints,
-    resolve_resume,
+    resolve_resume, saved_model_files,
 )
 from llava_hf.train.trainer import LlavaTrainer
 from tests.arithmetic import compare_env
@@ -180,6 +180,48 @@ def test_resume_flag_and_output_dir(tmp_path):
     _, _, args = parse_args(["--output_dir", str(tmp_path), "--report_to", "none", "--overwrite_output_dir", "true"])
     clear_leftovers(args)
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("files, finished", [
+    (["config.json", "model.safetensors"], True),  # a full model, or stage 1's projector + the config naming the rest
+    (["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors"], True),
+    (["config.json", "pytorch_model.bin"], True),
+    (["adapter_config.json", "adapter_model.safetensors", "tokenizer.json"], True),  # a LoRA run
+    (["config.json", "tokenizer.json"], False),  # no weights: not a model
+    (["model.safetensors"], False),
+    (["adapter_config.json"], False),
+], ids=["full", "sharded", "bin", "adapter", "config-only", "weights-only", "adapter-config-only"])
+def test_a_finished_model_is_never_trained_over_without_overwrite(tmp_path, files, finished):
+    for name in files:
+        if name.endswith(".index.json"):
+            shards = [f for f in files if f.startswith("model-")]
+            (tmp_path / name).write_text(json.dumps({"weight_map": {f"w{i}": shard for i, shard in enumerate(shards)}}))
+        else:
+            (tmp_path / name).write_text("{}")
+
+    def resolve(*flags):
+        return resolve_resume(parse_args(["--output_dir", str(tmp_path), "--report_to", "none", *flags])[2])
+
+    assert bool(saved_model_files(str(tmp_path))) == finished
+    if not finished:
+        assert resolve() is None and resolve("--resume_from_checkpoint", "auto") is None
+        return
+    refusal = (rf"^--output_dir {tmp_path} already holds a finished model \(.*\): pass --overwrite_output_dir to "
+               r"train again .*, or give another --output_dir$")
+    for flags in ((), ("--resume_from_checkpoint", "auto"), ("--resume_from_checkpoint", str(tmp_path / "x"))):
+        with pytest.raises(UserInputError, match=refusal):
+            resolve(*flags)
+    assert resolve("--overwrite_output_dir", "true") is None
+    assert resolve("--overwrite_output_dir", "true", "--resume_from_checkpoint", "auto") is None
+    # checkpoints next to the model: a rerun with --overwrite_output_dir that was interrupted, continued by auto
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / MANIFEST_NAME).write_text(json.dumps({"files": {"trainer_state.json": 2}}))
+    assert resolve("--resume_from_checkpoint", "auto") == str(checkpoint)
+    with pytest.raises(UserInputError, match="already holds checkpoints"):
+        resolve()
 
 
 @pytest.mark.distributed

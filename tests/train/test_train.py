@@ -1,17 +1,22 @@
 """Stage 1 and stage 2 through HF Trainer on a micro model: what trains, what is saved, resume, reload."""
 
 import json
+import logging
 import os
+import socket
+import time
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from llava_hf.errors import UserInputError
 from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
-from llava_hf.train.model_setup import load_model_and_processor
+from llava_hf.train.model_setup import linear_layers, load_model_and_processor, lora_config
 from llava_hf.train.run import main
 from tests.train.conftest import common_args, losses
 
@@ -132,7 +137,7 @@ def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_pa
         run(common_args(tmp_path, image_data, stage="finetune", tune_llm="lora", bits=4, **base))
     with pytest.raises(FileNotFoundError, match="--data_path"):
         run(common_args(tmp_path, (str(tmp_path / "missing.json"), image_data[1]), **base))
-    with pytest.raises(FileNotFoundError, match="--model_name_or_path"):
+    with pytest.raises(UserInputError, match="--model_name_or_path ./no/such/folder: no such folder"):
         run(common_args(tmp_path, image_data, stage="finetune", model_name_or_path="./no/such/folder"))
     with pytest.raises(SystemExit):  # argparse: not one of the choices
         parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
@@ -145,7 +150,7 @@ def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, ima
                                    llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip"),
                               "train.py: error: --data_path {tmp}/missing.json: no such file"),
         "missing model folder": (dict(stage="finetune", model_name_or_path="work_dirs/no/such/folder"),
-                                 "train.py: error: --model_name_or_path work_dirs/no/such/folder: no such file"),
+                                 "train.py: error: --model_name_or_path work_dirs/no/such/folder: no such folder"),
         "unknown stage": (dict(stage="stage3"), "error: argument --stage: invalid choice: 'stage3'"),
     }[case]
     argv = common_args(tmp_path, flags.pop("data", image_data), **flags)
@@ -157,6 +162,62 @@ def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, ima
     error_lines = [line for line in err.splitlines() if "error:" in line]
     assert status == 2 and len(error_lines) == 1, err
     assert expected.format(tmp=tmp_path) in error_lines[0]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fails any connection attempt (a Hub request included) and records it."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network use in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("path", ["work_dirs/demo/pretrainn", "pretrainn", "./stage1", "/no/such/folder"])
+def test_a_missing_local_model_path_is_named_without_asking_the_hub(image_data, tmp_path, monkeypatch, capsys,
+                                                                   no_network, path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work_dirs").mkdir()  # so `work_dirs/demo/...` and `work_dirs/x` are paths, whatever their shape
+    start = time.monotonic()
+    assert main(common_args(tmp_path / "out", image_data, stage="finetune", model_name_or_path=path)) == 2
+    assert capsys.readouterr().err.splitlines() == [f"train.py: error: --model_name_or_path {path}: no such folder"]
+    assert not no_network and time.monotonic() - start < 5
+
+
+def test_a_hub_id_that_does_not_load_is_one_line_naming_the_flag(micro_base, image_data, tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.chdir(tmp_path)  # no local `nosuchowner/` folder: the name is a Hub id
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # not in the cache, and no Hub to ask
+    assert main(common_args(tmp_path / "out", image_data, llm_name_or_path="nosuchowner/nosuchllm",
+                            vision_tower_name_or_path=f"{micro_base}/clip")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "train.py: error: --llm_name_or_path nosuchowner/nosuchllm: not a local folder, and not loadable from the Hub ("), err
+
+
+def test_a_lora_rank_that_does_not_fit_the_model_is_one_warning(micro_base, tmp_path, caplog):
+    model_args, _, training_args = parse_args(common_args(tmp_path, ("x", "y"), llm_name_or_path=f"{micro_base}/llm",
+                                                          vision_tower_name_or_path=f"{micro_base}/clip"))
+    model, _ = load_model_and_processor(model_args, training_args)
+    widths = {(m.in_features, m.out_features) for m in linear_layers(model.language_model, set()).values()}
+    assert (32, 32) in widths  # the micro LLM's attention output: an adapter of rank >= 16 is as big as the layer
+
+    def warnings(**flags):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="llava_hf.train"):
+            lora_config(model, parse_args(common_args(tmp_path, ("x", "y"), **flags))[2])
+        return [record.getMessage() for record in caplog.records]
+
+    assert warnings(tune_llm="lora", lora_r=16, tune_vision_tower="lora", vision_lora_r=15) == [
+        "--lora_r 16 is too large for the LLM: a rank-16 LoRA of its 32 x 32 layer model.layers.0.attention.wo holds "
+        "1,024 weights, the layer itself 1,024; pass --lora_r 15 or less (e.g. 4), or --tune_llm full"]
+    assert warnings(tune_llm="lora", lora_r=15) == []
+    assert len(warnings(tune_vision_tower="lora", vision_lora_r=512)) == 1
 
 
 def test_per_part_learning_rates_become_optimizer_groups(micro_base, image_data, tmp_path):
