@@ -4,6 +4,10 @@ The YAML header is what the Hub indexes (`base_model`: LLM + vision tower, `libr
 `datasets`, `license`); the body says what the model is, how it was trained (steps, batch size, learning rate,
 LoRA settings, read from the run's `trainer_state.json` / `adapter_config.json`), its MMBench scores when an
 `mmbench_result.json` is given or sits next to the model, and a usage snippet that needs only transformers.
+
+The transformers releases a folder needs are stated three times from one source: the card's text, the card's
+metadata (`requirements`, pip requirement strings) and `requirements.txt` next to it, which pip reads
+(`pip install -r requirements.txt`). `config.json`'s `transformers_version` only records the writer's release.
 """
 
 import json
@@ -16,6 +20,7 @@ from .adapters import adapter_base, is_adapter_folder
 
 TRAINING_SUMMARY = "training_summary.json"
 MMBENCH_RESULT = "mmbench_result.json"
+REQUIREMENTS_FILE = "requirements.txt"
 LICENSE_PLACEHOLDER = "other"  # set the real license before publishing (the base models' licenses apply)
 
 USAGE_REMOTE_CODE = '''```python
@@ -37,7 +42,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-model = LlavaForConditionalGeneration.from_pretrained("{repo}", dtype=torch.bfloat16)
+model = LlavaForConditionalGeneration.from_pretrained("{repo}", dtype=torch.bfloat16)  # < 4.56: torch_dtype=
 processor = AutoProcessor.from_pretrained("{repo}")
 messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "Describe this image."}}]}}]
 prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -119,10 +124,28 @@ def base_models(config) -> list[str]:
     return [s for s in sources if s and "/" in s and looks_like_hub_id(s)]  # `owner/name`, never a path
 
 
+def folder_requirements(stock: bool) -> list[str]:
+    """What loading a shipped folder needs, as pip requirements: a stock export runs wherever stock LLaVA computes
+    our pixels (`transformers4_files`), our format wherever its shipped code runs (`transformers_version`)."""
+    from ..models.llava_internlm2.transformers_version import MIN_TRANSFORMERS_VERSION
+    from .transformers4_files import STOCK_MIN_TRANSFORMERS_VERSION
+
+    minimum = STOCK_MIN_TRANSFORMERS_VERSION if stock else MIN_TRANSFORMERS_VERSION
+    return [f"transformers>={minimum}", "torch", "pillow"]
+
+
+def save_model_card(card: ModelCard, folder: str) -> None:
+    """`README.md`, and `requirements.txt` holding the card's `requirements`."""
+    card.save(os.path.join(folder, "README.md"))
+    with open(os.path.join(folder, REQUIREMENTS_FILE), "w", encoding="utf-8") as file:
+        file.write("".join(f"{requirement}\n" for requirement in card.data.requirements))
+
+
 def build_model_card(config, repo: str | None = None, training: list[dict] | None = None, mmbench: dict | None = None,
                      datasets=(), base_model=(), license: str = LICENSE_PLACEHOLDER, stock: bool = False) -> ModelCard:
     """The card of a folder holding `config`'s model; `repo` is the name users load it by (usage snippet).
     `stock`: the folder is a plain `LlavaForConditionalGeneration` export (no remote code)."""
+    requirements = folder_requirements(stock)
     data = ModelCardData(
         base_model=list(base_model) or base_models(config) or None,
         datasets=list(datasets) or None,
@@ -130,6 +153,7 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
         pipeline_tag="image-text-to-text",
         license=license,
         tags=["llava", "llava_hf", "vision-language"],
+        requirements=requirements,
     )
     text, vision = config.text_config, config.vision_config
     name = repo.rsplit("/", 1)[-1] if repo else "LLaVA model"
@@ -154,11 +178,23 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
         lines += ["The model code (`modeling_llava_internlm2.py` and its siblings) ships with the weights, hence "
                   "`trust_remote_code=True`; `llava-hf export-hf` writes a stock `LlavaForConditionalGeneration` "
                   "folder that needs no remote code.", ""]
+    lines += _requirement_lines(requirements[0], stock)
     lines += _training_lines(training or [], datasets) + _mmbench_lines(mmbench)
     lines += ["## License", "",
               f"`{license}`: set the license before publishing; the licenses of the base models apply."
               if license == LICENSE_PLACEHOLDER else f"`{license}`; the licenses of the base models apply.", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _requirement_lines(transformers: str, stock: bool) -> list[str]:
+    if stock:
+        why = ("in 4.x and 5.x alike; older releases lack `LlavaImageProcessor`'s padding of images to a square with "
+               "the mean colour, which this model saw in training")
+    else:
+        why = ("the model code checks it when it loads and names the release it needs; with an older transformers "
+               "use the stock export of this model (`llava-hf export-hf`), which needs no remote code")
+    return ["## Requirements", "", f"`{transformers}` ({why}), `torch` and `pillow`; also in `{REQUIREMENTS_FILE}` "
+            f"and in this card's metadata (`requirements`).", ""]
 
 
 def _training_lines(stages: list[dict], datasets) -> list[str]:
