@@ -1,9 +1,10 @@
 """The model card (README.md) of a shipped folder, and the training summary it is written from.
 
 The YAML header is what the Hub indexes (`base_model`: LLM + vision tower, `library_name`, `pipeline_tag`,
-`datasets`, `license`); the body says what the model is, how it was trained (steps, batch size, learning rate,
-LoRA settings, read from the run's `trainer_state.json` / `adapter_config.json`), its MMBench scores when an
-`mmbench_result.json` is given or sits next to the model, and a usage snippet that needs only transformers.
+`datasets`, `license`); the body says what the model is, how it was trained (each stage named as LLaVA names it,
+with steps, batch size, learning rate and LoRA settings from the run's `trainer_state.json` / `adapter_config.json`),
+its MMBench scores when an `mmbench_result.json` is given or sits next to the model, and a usage snippet that needs
+only transformers.
 
 The transformers releases a folder needs are stated three times from one source: the card's text, the card's
 metadata (`requirements`, pip requirement strings) and `requirements.txt` next to it, which pip reads
@@ -15,13 +16,15 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
+from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, stored_tensor_names
 from .adapters import adapter_base, is_adapter_folder
 
 TRAINING_SUMMARY = "training_summary.json"
 MMBENCH_RESULT = "mmbench_result.json"
 REQUIREMENTS_FILE = "requirements.txt"
 LICENSE_PLACEHOLDER = "other"  # set the real license before publishing (the base models' licenses apply)
+# LLaVA's two stages: 1 aligns the projector to a frozen LLM (pretrain), 2 trains the LLM on instructions (finetune).
+STAGE_NUMBERS = {"pretrain": 1, "finetune": 2}
 
 USAGE_REMOTE_CODE = '''```python
 import torch
@@ -73,8 +76,19 @@ def training_summary(folder: str) -> list[dict]:
         keys = ("r", "lora_alpha", "lora_dropout", "rank_pattern", "alpha_pattern", "modules_to_save")
         stage["lora"] = {key: lora[key] for key in keys if lora.get(key) not in (None, {}, [])}
     if stage:
-        stages.append({"folder": os.path.basename(os.path.normpath(folder)), **stage})
+        stages.append({"folder": os.path.basename(os.path.normpath(folder)), "stage": training_stage(folder), **stage})
     return stages
+
+
+def training_stage(folder: str) -> str:
+    """"pretrain" (LLaVA's stage 1) or "finetune" (stage 2) for a folder training wrote, from what it saved (the run's
+    arguments are kept only in a pickle): an adapter is a LoRA/QLoRA finetune; a model folder that stores
+    language-model weights trained the LLM (a full finetune); one that stores only the projector (and perhaps the
+    vision tower) kept the LLM frozen (projector alignment)."""
+    if is_adapter_folder(folder):
+        return "finetune"
+    names = stored_tensor_names(folder) or set()
+    return "finetune" if any(name.startswith("language_model.") for name in names) else "pretrain"
 
 
 def write_training_summary(folder: str, summary: list[dict]) -> None:
@@ -201,19 +215,28 @@ def _training_lines(stages: list[dict], datasets) -> list[str]:
     if not stages and not datasets:
         return []
     lines = ["## Training", ""]
-    for number, stage in enumerate(stages, 1):
+    for stage in stages:
         facts = [f"{label} {stage[key]:g}" if isinstance(stage[key], float) else f"{label} {stage[key]}"
                  for key, label in (("global_step", "steps"), ("num_train_epochs", "epochs"),
                                     ("train_batch_size", "batch size per device"),
                                     ("peak_learning_rate", "peak learning rate"), ("final_loss", "final loss"))
                  if key in stage]
-        lines.append(f"- Stage {number} (`{stage.get('folder', '?')}`): " + (", ".join(facts) or "no trainer state"))
+        lines.append(f"- {_stage_name(stage)}`{stage.get('folder', '?')}`: " + (", ".join(facts) or "no trainer state"))
         if "lora" in stage:
             lora = ", ".join(f"{key} {value}" for key, value in stage["lora"].items())
             lines.append(f"  - LoRA: {lora}")
     if datasets:
         lines.append("- Data: " + ", ".join(f"`{d}`" for d in datasets))
     return lines + [""]
+
+
+def _stage_name(stage: dict) -> str:
+    """"Stage 1 (pretrain: projector alignment), " / "Stage 2 (finetune: full|LoRA/QLoRA), "; nothing for a summary
+    written before stages were recorded."""
+    if stage.get("stage") not in STAGE_NUMBERS:
+        return ""
+    what = "projector alignment" if stage["stage"] == "pretrain" else "LoRA/QLoRA" if "lora" in stage else "full"
+    return f"Stage {STAGE_NUMBERS[stage['stage']]} ({stage['stage']}: {what}), "
 
 
 def _mmbench_lines(result: dict | None) -> list[str]:

@@ -53,7 +53,8 @@ def test_publish_uploads_a_self_contained_folder_with_a_model_card(trained, imag
     assert header["library_name"] == "transformers" and header["pipeline_tag"] == "image-text-to-text"
     assert header["datasets"] == ["liuhaotian/LLaVA-Pretrain"] and header["license"] == "other"
     assert "| Overall | 61.2 | 80.5 |" in card or "| Overall | 61.3 | 80.5 |" in card
-    assert "Stage 1 (`stage1`): steps 2" in card and "Stage 2 (`lora`): steps 2" in card and "LoRA: r 4" in card
+    assert "- Stage 1 (pretrain: projector alignment), `stage1`: steps 2" in card and "LoRA: r 4" in card
+    assert "- Stage 2 (finetune: LoRA/QLoRA), `lora`: steps 2" in card
 
     model, processor = load_model_and_processor(str(trained / "lora"), torch_dtype="float32")
     expected = logits_of(model, chat_inputs(processor, image))
