@@ -128,7 +128,7 @@ def read_mmbench_result(path: str | None, model_folder: str | None = None) -> di
         if os.path.isfile(candidate):
             return _read_json(candidate)
     if path:
-        raise FileNotFoundError(f"--mmbench-result {path}: no such file")
+        raise FileNotFoundError(f"--mmbench_result {path}: no such file")
     return None
 
 
