@@ -30,7 +30,7 @@ def merge_model_folder(src: str, out: str, dtype: str = "auto", max_shard_size: 
                        force: bool = False) -> str:
     """Write `src` (any folder training writes, see the module docstring) as one complete folder `out`: sharded
     safetensors, tokenizer, processor, chat template, generation config, model card stub. Returns `out`."""
-    from .model_card import build_model_card, training_summary, write_training_summary
+    from .model_card import build_model_card, save_model_card, training_summary, write_training_summary
 
     check_output_folder(out, force, inputs=[src])
     summary = training_summary(src)
@@ -38,7 +38,7 @@ def merge_model_folder(src: str, out: str, dtype: str = "auto", max_shard_size: 
     with atomic_output_folder(out, force, inputs=[src]) as staging:
         save_model_folder(model, processor, staging, max_shard_size)
         write_training_summary(staging, summary)
-        build_model_card(model.config, training=summary).save(os.path.join(staging, "README.md"))
+        save_model_card(build_model_card(model.config, training=summary), staging)
     return out
 
 

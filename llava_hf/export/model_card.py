@@ -1,9 +1,14 @@
 """The model card (README.md) of a shipped folder, and the training summary it is written from.
 
 The YAML header is what the Hub indexes (`base_model`: LLM + vision tower, `library_name`, `pipeline_tag`,
-`datasets`, `license`); the body says what the model is, how it was trained (steps, batch size, learning rate,
-LoRA settings, read from the run's `trainer_state.json` / `adapter_config.json`), its MMBench scores when an
-`mmbench_result.json` is given or sits next to the model, and a usage snippet that needs only transformers.
+`datasets`, `license`); the body says what the model is, how it was trained (each stage named as LLaVA names it,
+with steps, batch size, learning rate and LoRA settings from the run's `trainer_state.json` / `adapter_config.json`),
+its MMBench scores when an `mmbench_result.json` is given or sits next to the model, and a usage snippet that needs
+only transformers.
+
+The transformers releases a folder needs are stated three times from one source: the card's text, the card's
+metadata (`requirements`, pip requirement strings) and `requirements.txt` next to it, which pip reads
+(`pip install -r requirements.txt`). `config.json`'s `transformers_version` only records the writer's release.
 """
 
 import json
@@ -11,12 +16,15 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
+from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, stored_tensor_names
 from .adapters import adapter_base, is_adapter_folder
 
 TRAINING_SUMMARY = "training_summary.json"
 MMBENCH_RESULT = "mmbench_result.json"
+REQUIREMENTS_FILE = "requirements.txt"
 LICENSE_PLACEHOLDER = "other"  # set the real license before publishing (the base models' licenses apply)
+# LLaVA's two stages: 1 aligns the projector to a frozen LLM (pretrain), 2 trains the LLM on instructions (finetune).
+STAGE_NUMBERS = {"pretrain": 1, "finetune": 2}
 
 USAGE_REMOTE_CODE = '''```python
 import torch
@@ -37,7 +45,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-model = LlavaForConditionalGeneration.from_pretrained("{repo}", dtype=torch.bfloat16)
+model = LlavaForConditionalGeneration.from_pretrained("{repo}", dtype=torch.bfloat16)  # < 4.56: torch_dtype=
 processor = AutoProcessor.from_pretrained("{repo}")
 messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "Describe this image."}}]}}]
 prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -68,8 +76,19 @@ def training_summary(folder: str) -> list[dict]:
         keys = ("r", "lora_alpha", "lora_dropout", "rank_pattern", "alpha_pattern", "modules_to_save")
         stage["lora"] = {key: lora[key] for key in keys if lora.get(key) not in (None, {}, [])}
     if stage:
-        stages.append({"folder": os.path.basename(os.path.normpath(folder)), **stage})
+        stages.append({"folder": os.path.basename(os.path.normpath(folder)), "stage": training_stage(folder), **stage})
     return stages
+
+
+def training_stage(folder: str) -> str:
+    """"pretrain" (LLaVA's stage 1) or "finetune" (stage 2) for a folder training wrote, from what it saved (the run's
+    arguments are kept only in a pickle): an adapter is a LoRA/QLoRA finetune; a model folder that stores
+    language-model weights trained the LLM (a full finetune); one that stores only the projector (and perhaps the
+    vision tower) kept the LLM frozen (projector alignment)."""
+    if is_adapter_folder(folder):
+        return "finetune"
+    names = stored_tensor_names(folder) or set()
+    return "finetune" if any(name.startswith("language_model.") for name in names) else "pretrain"
 
 
 def write_training_summary(folder: str, summary: list[dict]) -> None:
@@ -109,7 +128,7 @@ def read_mmbench_result(path: str | None, model_folder: str | None = None) -> di
         if os.path.isfile(candidate):
             return _read_json(candidate)
     if path:
-        raise FileNotFoundError(f"--mmbench-result {path}: no such file")
+        raise FileNotFoundError(f"--mmbench_result {path}: no such file")
     return None
 
 
@@ -119,10 +138,28 @@ def base_models(config) -> list[str]:
     return [s for s in sources if s and "/" in s and looks_like_hub_id(s)]  # `owner/name`, never a path
 
 
+def folder_requirements(stock: bool) -> list[str]:
+    """What loading a shipped folder needs, as pip requirements: a stock export runs wherever stock LLaVA computes
+    our pixels (`transformers4_files`), our format wherever its shipped code runs (`transformers_version`)."""
+    from ..models.llava_internlm2.transformers_version import MIN_TRANSFORMERS_VERSION
+    from .transformers4_files import STOCK_MIN_TRANSFORMERS_VERSION
+
+    minimum = STOCK_MIN_TRANSFORMERS_VERSION if stock else MIN_TRANSFORMERS_VERSION
+    return [f"transformers>={minimum}", "torch", "pillow"]
+
+
+def save_model_card(card: ModelCard, folder: str) -> None:
+    """`README.md`, and `requirements.txt` holding the card's `requirements`."""
+    card.save(os.path.join(folder, "README.md"))
+    with open(os.path.join(folder, REQUIREMENTS_FILE), "w", encoding="utf-8") as file:
+        file.write("".join(f"{requirement}\n" for requirement in card.data.requirements))
+
+
 def build_model_card(config, repo: str | None = None, training: list[dict] | None = None, mmbench: dict | None = None,
                      datasets=(), base_model=(), license: str = LICENSE_PLACEHOLDER, stock: bool = False) -> ModelCard:
     """The card of a folder holding `config`'s model; `repo` is the name users load it by (usage snippet).
     `stock`: the folder is a plain `LlavaForConditionalGeneration` export (no remote code)."""
+    requirements = folder_requirements(stock)
     data = ModelCardData(
         base_model=list(base_model) or base_models(config) or None,
         datasets=list(datasets) or None,
@@ -130,6 +167,7 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
         pipeline_tag="image-text-to-text",
         license=license,
         tags=["llava", "llava_hf", "vision-language"],
+        requirements=requirements,
     )
     text, vision = config.text_config, config.vision_config
     name = repo.rsplit("/", 1)[-1] if repo else "LLaVA model"
@@ -154,6 +192,7 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
         lines += ["The model code (`modeling_llava_internlm2.py` and its siblings) ships with the weights, hence "
                   "`trust_remote_code=True`; `llava-hf export-hf` writes a stock `LlavaForConditionalGeneration` "
                   "folder that needs no remote code.", ""]
+    lines += _requirement_lines(requirements[0], stock)
     lines += _training_lines(training or [], datasets) + _mmbench_lines(mmbench)
     lines += ["## License", "",
               f"`{license}`: set the license before publishing; the licenses of the base models apply."
@@ -161,23 +200,43 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
+def _requirement_lines(transformers: str, stock: bool) -> list[str]:
+    if stock:
+        why = ("in 4.x and 5.x alike; older releases lack `LlavaImageProcessor`'s padding of images to a square with "
+               "the mean colour, which this model saw in training")
+    else:
+        why = ("the model code checks it when it loads and names the release it needs; with an older transformers "
+               "use the stock export of this model (`llava-hf export-hf`), which needs no remote code")
+    return ["## Requirements", "", f"`{transformers}` ({why}), `torch` and `pillow`; also in `{REQUIREMENTS_FILE}` "
+            f"and in this card's metadata (`requirements`).", ""]
+
+
 def _training_lines(stages: list[dict], datasets) -> list[str]:
     if not stages and not datasets:
         return []
     lines = ["## Training", ""]
-    for number, stage in enumerate(stages, 1):
+    for stage in stages:
         facts = [f"{label} {stage[key]:g}" if isinstance(stage[key], float) else f"{label} {stage[key]}"
                  for key, label in (("global_step", "steps"), ("num_train_epochs", "epochs"),
                                     ("train_batch_size", "batch size per device"),
                                     ("peak_learning_rate", "peak learning rate"), ("final_loss", "final loss"))
                  if key in stage]
-        lines.append(f"- Stage {number} (`{stage.get('folder', '?')}`): " + (", ".join(facts) or "no trainer state"))
+        lines.append(f"- {_stage_name(stage)}`{stage.get('folder', '?')}`: " + (", ".join(facts) or "no trainer state"))
         if "lora" in stage:
             lora = ", ".join(f"{key} {value}" for key, value in stage["lora"].items())
             lines.append(f"  - LoRA: {lora}")
     if datasets:
         lines.append("- Data: " + ", ".join(f"`{d}`" for d in datasets))
     return lines + [""]
+
+
+def _stage_name(stage: dict) -> str:
+    """"Stage 1 (pretrain: projector alignment), " / "Stage 2 (finetune: full|LoRA/QLoRA), "; nothing for a summary
+    written before stages were recorded."""
+    if stage.get("stage") not in STAGE_NUMBERS:
+        return ""
+    what = "projector alignment" if stage["stage"] == "pretrain" else "LoRA/QLoRA" if "lora" in stage else "full"
+    return f"Stage {STAGE_NUMBERS[stage['stage']]} ({stage['stage']}: {what}), "
 
 
 def _mmbench_lines(result: dict | None) -> list[str]:

@@ -5,7 +5,8 @@ LLM and CLIP folders its config points at, and both record local paths. So the f
 self-contained in a temporary staging folder (`load_merged` + `save_model_folder`: adapters merged, backbones
 materialised, model/processor code and `auto_map` included), local paths are dropped from the config, the model
 card is written, and only then is the staging folder uploaded with `huggingface_hub` (`create_repo` +
-`upload_folder`).
+`upload_folder`). A dry run (`publish(..., dry_run=OUT)`) writes the same folder, with the same code, to OUT
+instead of a temporary one and uploads nothing: no network, no token.
 """
 
 import os
@@ -20,33 +21,61 @@ from .model_card import (
     LICENSE_PLACEHOLDER,
     build_model_card,
     read_mmbench_result,
+    save_model_card,
     training_summary,
     write_training_summary,
 )
+from .output_folder import atomic_output_folder
 
 
 def publish(folder: str, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None,
             datasets=(), base_model=(), license: str = LICENSE_PLACEHOLDER, mmbench_result: str | None = None,
-            dtype: str = "auto", max_shard_size: str = DEFAULT_MAX_SHARD_SIZE, commit_message: str | None = None):
+            dtype: str = "auto", max_shard_size: str = DEFAULT_MAX_SHARD_SIZE, commit_message: str | None = None,
+            dry_run: str | None = None, force: bool = False):
     """Stage `folder` as a self-contained model folder with a model card and upload it to `repo_id`; returns the
-    commit info of the upload."""
+    commit info of the upload. With `dry_run`, the folder is written there (an existing, non-empty one is replaced
+    only with `force`) and nothing is uploaded; returns that folder."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise UserInputError(f"--repo-id {repo_id!r}: {error}") from None
+        raise UserInputError(f"--repo_id {repo_id!r}: {error}") from None
     folder_kind(folder)  # a folder we can make self-contained, checked before the model loads
+    contents = dict(repo_id=repo_id, datasets=datasets, base_model=base_model, license=license,
+                    mmbench_result=mmbench_result, dtype=dtype, max_shard_size=max_shard_size)
+    if dry_run is not None:
+        with atomic_output_folder(dry_run, force, inputs=[folder]) as staging:  # OUT is checked before loading
+            write_upload_folder(folder, staging, **contents)
+        return dry_run
+    with tempfile.TemporaryDirectory(prefix="llava-hf-publish-") as staging:
+        write_upload_folder(folder, staging, **contents)
+        return upload_folder(staging, repo_id, private=private, revision=revision, token=token,
+                             commit_message=commit_message or f"Upload {os.path.basename(os.path.normpath(folder))}")
+
+
+def write_upload_folder(folder: str, staging: str, repo_id: str, datasets=(), base_model=(),
+                        license: str = LICENSE_PLACEHOLDER, mmbench_result: str | None = None, dtype: str = "auto",
+                        max_shard_size: str = DEFAULT_MAX_SHARD_SIZE) -> None:
+    """Write into `staging` what `publish` uploads for `folder`: weights with adapters merged and backbones
+    materialised, code, processor, no local paths, training summary, model card and requirements.txt."""
     summary = training_summary(folder)
-    mmbench = read_mmbench_result(mmbench_result, folder)
+    mmbench = read_mmbench_result(mmbench_result, folder)  # a wrong path stops here, before the model loads
     model, processor = load_merged(folder, dtype)
     forget_local_paths(model.config)
     card = build_model_card(model.config, repo=repo_id, training=summary, mmbench=mmbench, datasets=datasets,
                             base_model=base_model, license=license)
-    with tempfile.TemporaryDirectory(prefix="llava-hf-publish-") as staging:
-        save_model_folder(model, processor, staging, max_shard_size)
-        write_training_summary(staging, summary)
-        card.save(os.path.join(staging, "README.md"))
-        return upload_folder(staging, repo_id, private=private, revision=revision, token=token,
-                             commit_message=commit_message or f"Upload {os.path.basename(os.path.normpath(folder))}")
+    save_model_folder(model, processor, staging, max_shard_size)
+    write_training_summary(staging, summary)
+    save_model_card(card, staging)
+
+
+def folder_listing(folder: str) -> list[tuple[str, int]]:
+    """(path relative to `folder`, size in bytes) of every file under it, sorted: what a dry run shows."""
+    files = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            files.append((os.path.relpath(path, folder).replace(os.sep, "/"), os.path.getsize(path)))
+    return sorted(files)
 
 
 def forget_local_paths(config) -> None:

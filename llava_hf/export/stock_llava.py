@@ -15,6 +15,10 @@ only names and packaging:
   `do_pad` (pads to a square with the CLIP mean colour before resizing, as our processor does) and the CLIP
   resize/crop/normalise settings, `num_additional_image_tokens=1` (CLIP's CLS) so its image-token count equals
   our `image_seq_length`; our chat template; a generation config that stops at EOS and at `<|im_end|>`.
+- transformers 4.x (>= 4.49, which many serving stacks still pin) reads the folder too, with the same ids, pixels,
+  rope and output: `transformers4_files` adds what it reads where 5.x writes something else (the tokenizer class,
+  `rope_theta` / `rope_scaling` next to `rope_parameters`, `preprocessor_config.json`). The model card and
+  `requirements.txt` state that minimum.
 
 Every field of our config has a `LlavaConfig` counterpart except `text_model_name_or_path` /
 `vision_model_name_or_path`, which only matter for a folder without backbone weights (the export holds them all).
@@ -24,7 +28,6 @@ counts image tokens as patches + `num_additional_image_tokens`, which we only kn
 """
 
 import copy
-import os
 
 import torch
 
@@ -43,7 +46,8 @@ def export_stock_llava(src: str, out: str, dtype: str = "auto", max_shard_size: 
     from transformers import AutoConfig
 
     from .adapters import adapter_base
-    from .model_card import build_model_card
+    from .model_card import build_model_card, save_model_card
+    from .transformers4_files import add_transformers4_files
 
     check_output_folder(out, force, inputs=[src])
     config_folder = adapter_base(src) if folder_kind(src) == "adapter" else src
@@ -55,7 +59,8 @@ def export_stock_llava(src: str, out: str, dtype: str = "auto", max_shard_size: 
         stock_model.save_pretrained(staging, state_dict=hub_layout_state_dict(stock_model), save_original_format=False,
                                     max_shard_size=max_shard_size)
         stock_processor.save_pretrained(staging)
-        build_model_card(stock_model.config, stock=True).save(os.path.join(staging, "README.md"))
+        add_transformers4_files(staging)
+        save_model_card(build_model_card(stock_model.config, stock=True), staging)
     return out
 
 
@@ -184,8 +189,9 @@ def to_stock_llava_processor(processor, config):
 
 
 def stock_tokenizer(tokenizer):
-    """The tokenizer as the class transformers ships (`TokenizersBackend`) over the same `tokenizers` pipeline: the
-    same ids, special tokens and padding side, and nothing that points at our code (no `auto_map`)."""
+    """The tokenizer as the class transformers ships (`PreTrainedTokenizerFast`, 5.x's `TokenizersBackend`) over the
+    same `tokenizers` pipeline: the same ids, special tokens and padding side, and nothing that points at our code
+    (no `auto_map`)."""
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(

@@ -32,7 +32,7 @@ def import_xtuner(out: str, llava: str, llm: str | None = None, visual_encoder: 
                   keep_adapters: bool = False, dtype: str = "auto", max_shard_size: str = DEFAULT_MAX_SHARD_SIZE,
                   force: bool = False) -> str:
     """Write XTuner's `llava` folder (+ the `llm` and `visual_encoder` it was trained on) as our format in `out`."""
-    from .model_card import build_model_card
+    from .model_card import build_model_card, save_model_card
 
     check_output_folder(out, force, inputs=[llava])
     parts = check_xtuner_layout(llm, visual_encoder, llava)  # every folder, shape and adapter, before any weight
@@ -44,7 +44,7 @@ def import_xtuner(out: str, llava: str, llm: str | None = None, visual_encoder: 
             for peft_model in peft_models.values():
                 peft_model.merge_and_unload()  # merges into the LLaVA model's backbone, in place
             save_model_folder(model.eval(), processor, staging, max_shard_size)
-        build_model_card(model.config).save(os.path.join(staging, "README.md"))
+        save_model_card(build_model_card(model.config), staging)
     return out
 
 

@@ -14,14 +14,17 @@ from tests.export.shipping_helpers import HIDE_LLAVA_HF, TINY, train_argv
 
 @pytest.fixture(scope="session")
 def run_without_llava_hf(tmp_path_factory):
-    """`run(script, *args, cwd=None)`: the script's stdout; it runs with PYTHONPATH cleared, `python -P`, a cwd
-    outside the repository and its own HF_MODULES_CACHE, so only what a folder ships can be imported."""
+    """`run(script, *args, cwd=None, pythonpath=None)`: the script's stdout; it runs with PYTHONPATH cleared (or set to
+    `pythonpath`, e.g. another transformers release from `transformers_envs`), `python -P`, a cwd outside the
+    repository and its own HF_MODULES_CACHE, so only what a folder ships can be imported."""
 
-    def run(script: str, *args, cwd=None) -> str:
+    def run(script: str, *args, cwd=None, pythonpath=None) -> str:
         work = tmp_path_factory.mktemp("without_llava_hf")
         (work / "script.py").write_text(HIDE_LLAVA_HF + script)
         env = compare_env(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(work / "modules"), TRANSFORMERS_VERBOSITY="error")
         env.pop("PYTHONPATH", None)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = str(pythonpath)
         result = subprocess.run([sys.executable, "-P", str(work / "script.py"), *map(str, args)], cwd=cwd or work,
                                 env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-4000:]

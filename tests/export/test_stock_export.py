@@ -4,7 +4,6 @@ llava_hf and without remote code, with our logits and our greedy generation (Int
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 
@@ -13,7 +12,7 @@ from llava_hf.export.stock_llava import stock_llava_config
 from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
 from llava_hf.testing import build_tiny_llava
-from tests.export.shipping_helpers import GREEDY, TINY, TOKENIZER_TEXT, chat_inputs, logits_of, run_folder
+from tests.export.shipping_helpers import TINY, assert_runs_like_ours, chat_inputs, our_outputs, run_folder
 
 
 @pytest.fixture(scope="module", params=["internlm2", "llama"])
@@ -39,6 +38,13 @@ def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir
     assert not list((tmp_path / "stock").glob("*.py"))  # no remote code at all, and nothing that names any
     for name in ("tokenizer_config.json", "processor_config.json"):
         assert "auto_map" not in json.loads((tmp_path / "stock" / name).read_text()), name
+    # what transformers 4.x reads (tests/export/test_transformers_releases.py loads it there)
+    assert config["text_config"]["rope_theta"] == config["text_config"]["rope_parameters"]["rope_theta"]
+    tokenizer_config = json.loads((tmp_path / "stock" / "tokenizer_config.json").read_text())
+    assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert "image_processor" not in json.loads((tmp_path / "stock" / "processor_config.json").read_text())
+    image_processor = json.loads((tmp_path / "stock" / "preprocessor_config.json").read_text())
+    assert image_processor["image_processor_type"] == "LlavaImageProcessor" and image_processor["do_pad"] is True
     prefixes = {".".join(key.split(".")[:2]) for key in load_file(tmp_path / "stock" / "model.safetensors")}
     # the Hub's LLaVA layout, which transformers 4.x and vLLM read too
     assert prefixes == {"language_model.model", "language_model.lm_head", "vision_tower.vision_model",
@@ -48,18 +54,10 @@ def test_stock_export_gives_our_logits_and_generation_without_llava_hf(model_dir
     assert stock["classes"] == ["transformers.models.llava.modeling_llava.LlavaForConditionalGeneration",
                                 "transformers.models.llava.processing_llava.LlavaProcessor",
                                 "transformers.tokenization_utils_tokenizers.TokenizersBackend"]
-    assert torch.equal(stock["input_ids"], inputs["input_ids"])  # same prompt, ids and image-token count
-    pixel_difference = (stock["pixel_values"] - inputs["pixel_values"]).abs().max().item()
-    logit_difference = (stock["logits"] - logits_of(model, inputs)).abs().max().item()
+    # LlavaImageProcessor(do_pad=True) pads with the mean colour as ours does
+    pixel_difference, logit_difference = assert_runs_like_ours(stock, our_outputs(model, processor, inputs))
     print(f"{model.config.text_config.model_type}: stock export vs ours: max abs pixel difference "
           f"{pixel_difference:.2e}, max abs logit difference {logit_difference:.2e}")
-    assert pixel_difference < 1e-5  # LlavaImageProcessor(do_pad=True) pads with the mean colour as ours does
-    assert logit_difference < 1e-4
-    with torch.no_grad():
-        ours = model.generate(**inputs, **GREEDY)
-    assert torch.equal(stock["generated"], ours)
-    assert stock["tokenizer_ids"] == processor.tokenizer(TOKENIZER_TEXT).input_ids
-    assert stock["padding_side"] == processor.tokenizer.padding_side
     generation = json.loads((tmp_path / "stock" / "generation_config.json").read_text())
     assert generation["eos_token_id"] == [processor.tokenizer.eos_token_id,
                                           processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]

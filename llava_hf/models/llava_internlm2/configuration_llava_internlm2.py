@@ -4,17 +4,24 @@ This file imports only transformers (and, inside a saved folder, its InternLM2 s
 `save_pretrained` can copy it next to the weights for `trust_remote_code=True` users without llava_hf.
 """
 
+import importlib
 from typing import Literal
 
-from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig
-from transformers.configuration_utils import PreTrainedConfig
+from .transformers_version import require_supported_transformers
+
+
+require_supported_transformers()  # before the imports below, which older transformers lack
+
+from huggingface_hub.dataclasses import strict  # noqa: E402
+from transformers import AutoConfig  # noqa: E402
+from transformers.configuration_utils import PreTrainedConfig  # noqa: E402
 
 
 try:  # a saved folder (trust_remote_code): the InternLM2 files sit next to this one
     from .configuration_internlm2 import InternLM2Config
-except ImportError:  # inside the llava_hf package
-    from llava_hf.models.internlm2.configuration_internlm2 import InternLM2Config
+except ImportError:  # inside the llava_hf package (by name: transformers < 4.5x's scan of a folder's imports sees
+    # the lines under `except`, and would ask a user of a saved folder to install llava_hf)
+    InternLM2Config = importlib.import_module("llava_hf.models.internlm2.configuration_internlm2").InternLM2Config
 
 
 # CLIP ViT-L/14-336, the vision tower of LLaVA-1.5 and of XTuner's LLaVA-InternLM2 recipes.

@@ -11,39 +11,46 @@ installed.
 """
 
 import contextlib
+import importlib
 import inspect
 import os
 import shutil
 from dataclasses import dataclass
 
-import torch
-import torch.utils.checkpoint
-from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM
-from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache
-from transformers.generation import GenerationMixin
-from transformers.masking_utils import find_packed_sequence_indices
-from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.modeling_utils import PreTrainedModel
-from transformers.utils import can_return_tuple, logging
+from .transformers_version import require_supported_transformers
 
-from .checkpoint_io import (
+
+require_supported_transformers()  # before the imports below, which older transformers lack
+
+import torch  # noqa: E402
+import torch.utils.checkpoint  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import AutoModel, AutoModelForCausalLM  # noqa: E402
+from transformers.activations import ACT2FN  # noqa: E402
+from transformers.cache_utils import Cache  # noqa: E402
+from transformers.generation import GenerationMixin  # noqa: E402
+from transformers.masking_utils import find_packed_sequence_indices  # noqa: E402
+from transformers.modeling_outputs import CausalLMOutputWithPast  # noqa: E402
+from transformers.modeling_utils import PreTrainedModel  # noqa: E402
+from transformers.utils import can_return_tuple, logging  # noqa: E402
+
+from .checkpoint_io import (  # noqa: E402
     checked_from_pretrained,
     full_shape,
     gathered_for_update,
     missing_backbones,
     rebuild_from_sources,
 )
-from .configuration_llava_internlm2 import LlavaInternLM2Config
+from .configuration_llava_internlm2 import LlavaInternLM2Config  # noqa: E402
 
 
 try:  # a saved folder (trust_remote_code): the InternLM2 files sit next to this one
     from .configuration_internlm2 import InternLM2Config
     from .modeling_internlm2 import CACHE_FIELD, InternLM2ForCausalLM
-except ImportError:  # inside the llava_hf package
-    from llava_hf.models.internlm2.configuration_internlm2 import InternLM2Config
-    from llava_hf.models.internlm2.modeling_internlm2 import CACHE_FIELD, InternLM2ForCausalLM
+except ImportError:  # inside the llava_hf package (by name, as in configuration_llava_internlm2.py)
+    InternLM2Config = importlib.import_module("llava_hf.models.internlm2.configuration_internlm2").InternLM2Config
+    _internlm2 = importlib.import_module("llava_hf.models.internlm2.modeling_internlm2")
+    CACHE_FIELD, InternLM2ForCausalLM = _internlm2.CACHE_FIELD, _internlm2.InternLM2ForCausalLM
 
 
 logger = logging.get_logger(__name__)
@@ -426,7 +433,7 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
                 self.config.use_cache = training_use_cache
         if is_main_process:
             code = (LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration, rebuild_from_sources, InternLM2Config,
-                    InternLM2ForCausalLM)
+                    InternLM2ForCausalLM, require_supported_transformers)
             for source in {inspect.getfile(c) for c in code}:
                 shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
 

@@ -6,10 +6,15 @@ then resized/cropped/normalised by the CLIP image processor. Text has each `<ima
 `image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
 """
 
-import torch
-from PIL import Image
-from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from .transformers_version import require_supported_transformers
+
+
+require_supported_transformers()  # before the imports below, which older transformers lack
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers.feature_extraction_utils import BatchFeature  # noqa: E402
+from transformers.processing_utils import ProcessorMixin  # noqa: E402
 
 
 def build_chat_template(image_token: str = "<image>") -> str:
