@@ -71,7 +71,7 @@ def test_cards_state_the_transformers_they_need(stock, minimum, tmp_path):
 
 
 def test_remote_code_minimum_is_the_package_minimum():
-    """The shipped code checks the same minimum the package declares (setup.py)."""
+    """The shipped code checks the same minimum the package declares (pyproject.toml)."""
     [declared] = [Requirement(r) for r in importlib.metadata.requires("llava_hf") if r.startswith("transformers")]
     [lower] = [spec.version for spec in declared.specifier if spec.operator == ">="]
     assert Version(MIN_TRANSFORMERS_VERSION) == Version(lower)
