@@ -11,7 +11,6 @@ from llava_hf.argparsing import ArgumentParser
 from llava_hf.cli.main import SUBCOMMANDS, build_parser, main, script_main
 
 LLAVA_HF = os.path.join(os.path.dirname(sys.executable), "llava-hf")  # the console script of this environment
-OWNED_ELSEWHERE = {"publish"}  # its flags are still declared dashed (`--repo-id`); the alias makes `--repo_id` work
 
 
 def long_flags(parser):
@@ -36,8 +35,7 @@ def test_every_flag_has_both_spellings_and_help_shows_the_underscore_one(name):
             continue
         underscore = next(o for o in multiword if "_" in o)
         assert {underscore, underscore.replace("_", "-")} <= set(action.option_strings), action.option_strings
-        if name not in OWNED_ELSEWHERE:
-            assert action.option_strings[0] == underscore  # the spelling usage lines and errors show
+        assert action.option_strings[0] == underscore  # the spelling usage lines and errors show
     help_text = subparser.format_help()
     options = help_text.split("options:")[1]
     assert not [word for word in options.split() if word.startswith("--") and "-" in word[2:]

@@ -55,7 +55,7 @@ def folder_kind(src: str) -> str:
     if os.path.isdir(os.path.join(src, "projector")):
         hint = "an XTuner pth_to_hf output: use `llava-hf import-xtuner`"
     elif model_type in CLIP_MODEL_TYPES:
-        hint = "a CLIP model: to merge a CLIP adapter use `llava-hf merge CLIP_DIR ADAPTER OUT --is-clip`"
+        hint = "a CLIP model: to merge a CLIP adapter use `llava-hf merge CLIP_DIR ADAPTER OUT --is_clip`"
     elif model_type:
         hint = f"an LLM ({model_type!r}): to merge an LLM adapter use `llava-hf merge LLM_DIR ADAPTER OUT`"
     else:
@@ -78,7 +78,7 @@ def load_merged(src: str, dtype: str = "auto"):
     if read_model_type(base) != LLAVA_MODEL_TYPE:
         raise UserInputError(f"{src}: the adapter's base {base} is not a LLaVA model folder (model_type "
                              f"{read_model_type(base)!r}); for an adapter on a bare LLM or CLIP use "
-                             "`llava-hf merge BASE ADAPTER OUT [--is-clip]`")
+                             "`llava-hf merge BASE ADAPTER OUT [--is_clip]`")
     config = LlavaInternLM2Config.from_pretrained(base)
     check_adapter_fits(skeleton(lambda: LlavaInternLM2ForConditionalGeneration(config)), src)  # before the weights
     model = LlavaInternLM2ForConditionalGeneration.from_pretrained(base, dtype=torch_dtype)
@@ -101,7 +101,7 @@ def save_model_folder(model, processor, folder: str, max_shard_size: str = DEFAU
 
 def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False, dtype: str = "auto",
                         max_shard_size: str = DEFAULT_MAX_SHARD_SIZE, force: bool = False) -> str:
-    """XTuner's `convert merge BASE ADAPTER OUT [--is-clip]`: a PEFT adapter trained on a bare LLM (with its
+    """XTuner's `convert merge BASE ADAPTER OUT [--is_clip]`: a PEFT adapter trained on a bare LLM (with its
     tokenizer) or CLIP vision model (with its image processor), merged into it. Returns `out`."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessorPil, CLIPVisionModel
@@ -120,7 +120,7 @@ def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False
                              "merge with `llava-hf merge ADAPTER OUT`")
     if is_clip != (model_type in CLIP_MODEL_TYPES):
         raise UserInputError(f"{base} is a {model_type!r} model: " + (
-            "--is-clip merges into a CLIP vision model" if is_clip else "add --is-clip to merge a CLIP adapter"))
+            "--is_clip merges into a CLIP vision model" if is_clip else "add --is_clip to merge a CLIP adapter"))
     attribute = "vision_tower" if is_clip else "language_model"
     check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), adapter)
     if is_clip:

@@ -101,7 +101,7 @@ def test_bad_sources_are_one_line_errors(trained, tiny_parts, tmp_path, capsys):
         ([str(stray), str(tmp_path / "a")], r"stray is not a folder llava-hf training writes \(no config.json"),
         ([str(parts / "llm"), str(tmp_path / "b")], r"an LLM \('internlm2'\): to merge an LLM adapter use"),
         ([str(tmp_path / "nowhere"), str(tmp_path / "c")], r"nowhere: no such folder"),
-        ([str(parts / "clip"), str(trained / "lora"), str(tmp_path / "d")], r"add --is-clip"),
+        ([str(parts / "clip"), str(trained / "lora"), str(tmp_path / "d")], r"add --is_clip"),
     ]
     for argv, pattern in cases:
         assert cli(["merge", *argv]) == 2, argv
