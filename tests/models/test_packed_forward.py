@@ -9,7 +9,7 @@ from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.export.stock_llava import stock_state_dict
 from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration
-from llava_hf.models.packed_sdpa import packed_sdpa_attention_forward, sample_boundaries
+from llava_hf.models.packed_attention import boundaries_from_position_ids, packed_sdpa_attention_forward
 
 IMAGE_TOKEN_ID = 95
 VISION = CLIPVisionConfig(
@@ -111,7 +111,8 @@ def test_a_flattened_sample_never_sees_its_neighbours(attn_implementation):
 
 def test_packed_sdpa_splits_at_sample_starts_like_the_block_diagonal_mask():
     position_ids = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
-    assert sample_boundaries(position_ids) == [0, 3, 5, 9]
+    bounds = boundaries_from_position_ids(position_ids)
+    assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 5, 9] and bounds["max_length_q"] == 4
     torch.manual_seed(0)
     query, key, value = torch.randn(1, 4, 9, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
     module = torch.nn.Module()
