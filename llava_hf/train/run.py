@@ -63,21 +63,37 @@ def validate(sources, tokenizer, template, max_length, data_args: DataArguments)
     return report.bad_samples if data_args.skip_bad_samples else frozenset()
 
 
-def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments) -> str:
-    """The speed options that live on the model: padding-free rows get the per-sample `packed_sdpa` attention unless
-    `--attn_implementation` names another, and the loss runs only where there are labels (`--loss_chunk_size`).
-    Returns the language model's attention implementation as loaded, which `train` restores at the end."""
-    loaded = model.config.text_config._attn_implementation
-    if training_args.padding_free and model_args.attn_implementation is None:
-        from ..models.packed_sdpa import NAME as PACKED_SDPA
+def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments, dataset=None) -> str:
+    """The speed options that live on the model, each decided once and logged with its reason (`train/speed.py`):
+    padded or padding-free rows and the attention that reads the latter's sample boundaries (`--padding_free`), the
+    supervised-only loss (`--loss_chunk_size`), how many layers recompute (`--gradient_checkpointing`, sized by the
+    longest micro-batch `dataset` can give), and the optional fused kernels and regional compile. Resolves `auto` in
+    `training_args`. Returns the language model's attention implementation as loaded, which `train` restores."""
+    from .speed import apply_checkpointing, choose_checkpointing, choose_rows, longest_micro_batch
 
-        layer_types = set(getattr(model.config.text_config, "layer_types", None) or ["full_attention"])
-        if layer_types != {"full_attention"}:
-            raise ValueError(f"--padding_free: the text model has {sorted(layer_types)} layers; packed_sdpa supports "
-                             "full attention only, so give --attn_implementation (flash_attention_2, flex_attention or "
-                             "sdpa) or --padding_free false")
-        model.language_model.set_attn_implementation(PACKED_SDPA)
+    loaded = model.config.text_config._attn_implementation
+    rows = choose_rows(training_args.padding_free, model_args.attn_implementation, training_args.device,
+                       model.language_model.dtype, model.config.text_config)
+    training_args.padding_free = rows.padding_free
+    if rows.attention is not None:
+        model.language_model.set_attn_implementation(rows.attention)
+    logger.info("rows: %s, attention %s (%s)", "padding-free" if rows.padding_free else "padded",
+                model.config.text_config._attn_implementation, rows.reason)
     model.enable_supervised_loss(training_args.loss_chunk_size or None)
+    lengths = getattr(dataset, "modality_lengths", None)
+    tokens, images = (None, 0) if lengths is None else longest_micro_batch(
+        lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free)
+    checkpointing = choose_checkpointing(model, training_args, tokens, images)
+    if training_args.gradient_checkpointing == "auto":
+        logger.info("gradient checkpointing %s", checkpointing.reason)
+    apply_checkpointing(training_args, checkpointing)
+    if training_args.use_liger_kernel or training_args.compile_decoder_layers:
+        from ..models.fused_kernels import apply_liger_kernel, compile_decoder_layers
+
+        if training_args.use_liger_kernel:
+            logger.info("liger-kernel: %s", apply_liger_kernel(model))
+        if training_args.compile_decoder_layers:
+            logger.info("regional compile: %s", compile_decoder_layers(model))
     return loaded
 
 
@@ -129,9 +145,9 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
     if len(dataset) == 0:
         raise DataError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
 
-    loaded_attention = configure_speed(model, model_args, training_args)
     llava_model = model
     model = configure_trainable(model, training_args)
+    loaded_attention = configure_speed(llava_model, model_args, training_args, dataset)
     if training_args.ddp_find_unused_parameters is None:
         # Features come from ViT layer -2, so a trained ViT's last layer never gets a gradient.
         training_args.ddp_find_unused_parameters = training_args.tune_vision_tower != "frozen"
@@ -172,7 +188,8 @@ def run(prepared: PreparedRun):
         trainer.save_state()
     if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
         delete_checkpoints(training_args, "--save_strategy no and the run is complete")
-    # The model handed back computes exactly what the saved folder reloads to (packed_sdpa is a training setting).
+    # The model handed back computes exactly what the saved folder reloads to (the packed attention is a training
+    # setting).
     prepared.model.language_model.set_attn_implementation(prepared.loaded_attention)
     return trainer
 

@@ -240,6 +240,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
 
     # Training-time loss switch (set by `enable_supervised_loss`): None keeps the stock loss over full logits.
     supervised_loss_chunk_size: int | None = None
+    # A fused `(head weight, hidden, targets) -> summed cross-entropy` that replaces the chunked head + cross-entropy
+    # (liger-kernel's fused linear cross-entropy, set by `models/fused_kernels.py`); None: the chunks.
+    supervised_loss_function = None
 
     def enable_supervised_loss(self, chunk_size: int | None) -> None:
         """In training mode with labels, compute the LM head and cross-entropy only at positions that have a target,
@@ -289,12 +292,15 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         total = flat_hidden[0, 0].float() * 0.0  # keeps the graph (and DDP) alive when there is no target
         n_targets = targets.shape[0]  # known on the host
         chunk = self.supervised_loss_chunk_size or max(n_targets, 1)
-        for start in range(0, n_targets, chunk):
-            pieces = (hidden[start : start + chunk], targets[start : start + chunk])
-            if torch.is_grad_enabled():
-                total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
-            else:
-                total = total + chunk_loss(*pieces)
+        if self.supervised_loss_function is not None:
+            total = total + self.supervised_loss_function(head.weight, hidden, targets)
+        else:
+            for start in range(0, n_targets, chunk):
+                pieces = (hidden[start : start + chunk], targets[start : start + chunk])
+                if torch.is_grad_enabled():
+                    total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
+                else:
+                    total = total + chunk_loss(*pieces)
         if num_items_in_batch is None:
             return total / (targets != ignore_index).sum().clamp(min=1)
         if torch.is_tensor(num_items_in_batch):
