@@ -83,7 +83,10 @@ def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrain
     lengths = getattr(dataset, "modality_lengths", None)
     tokens, images = (None, 0) if lengths is None else longest_micro_batch(
         lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free)
-    checkpointing = choose_checkpointing(model, training_args, tokens, images)
+    checkpointing = choose_checkpointing(model, training_args, tokens, images, training_args.device)
+    if not checkpointing.enabled and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
+        # PEFT's k-bit preparation switched it on for every layer (5.2x renamed the method)
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
     if training_args.gradient_checkpointing == "auto":
         logger.info("gradient checkpointing %s", checkpointing.reason)
     apply_checkpointing(training_args, checkpointing)

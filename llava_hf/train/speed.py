@@ -76,8 +76,7 @@ def choose_rows(requested, named_attention: str | None, device: torch.device, dt
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
     unsupported = varlen_unsupported_reason(device, dtype, head_dim)
     if unsupported is None:
-        return RowChoice(True, PACKED_VARLEN, f"torch {torch.__version__} varlen_attn (one call per layer) on "
-                                              f"{torch.cuda.get_device_name(device)}")
+        return RowChoice(True, PACKED_VARLEN, f"torch {torch.__version__} varlen_attn, one call per layer")
     if requested is True:
         raise UserInputError(f"--padding_free true: no varlen attention kernel serves here ({unsupported}); install "
                              "flash-attn, or use --padding_free auto (padded rows) or false")
@@ -131,19 +130,20 @@ def every_n_for(indices: list[int], needed: int) -> tuple[int, int]:
     return 1, len(indices)
 
 
-def choose_checkpointing(model, training_args, longest_tokens: int | None, images: int) -> CheckpointChoice:
+def choose_checkpointing(model, training_args, longest_tokens: int | None, images: int, device: torch.device,
+                         memory: tuple[int, int] | None = None) -> CheckpointChoice:
     """`--gradient_checkpointing auto` on this device; True / False pass through (with `--checkpoint_every_n_layers`).
 
     On a GPU: free memory (`torch.cuda.mem_get_info`) minus the weights still to move there, gradients and optimizer
     states of the trainable weights (3x their bytes: AdamW's two states in their dtype), the loss chunk's logits and a
     margin (8 % of the card + 1 GiB); what is left holds the activations of `longest_tokens` tokens, per layer
     `activation_bytes_per_token` each, or only the layer input (hidden x dtype) for a checkpointed layer. On a CPU:
-    none (host memory is rarely what limits a CPU run, and recomputing costs a third more time)."""
+    none (host memory is rarely what limits a CPU run, and recomputing costs a third more time). `memory`: (free,
+    total) bytes, default `torch.cuda.mem_get_info(device)`."""
     requested = training_args.gradient_checkpointing
     if requested != "auto":
         every_n = training_args.checkpoint_every_n_layers if requested else 1
         return CheckpointChoice(bool(requested), every_n, 0, f"--gradient_checkpointing {str(requested).lower()}")
-    device = training_args.device
     text = model.config.text_config
     layers = text.num_hidden_layers
     if device.type != "cuda":
@@ -165,7 +165,7 @@ def choose_checkpointing(model, training_args, longest_tokens: int | None, image
         vit_tokens = images * ((vision.image_size // vision.patch_size) ** 2 + 1)
         vit_bytes = vit_tokens * vision.num_hidden_layers * activation_bytes_per_token(
             _as_llama_shape(vision), dtype_bytes, True)
-    free, total = torch.cuda.mem_get_info(device)
+    free, total = memory or torch.cuda.mem_get_info(device)
     margin = 0.08 * total + GIB
     budget = free - to_move - 3 * trainable_bytes - loss_bytes - vit_bytes - margin
     full = per_token * longest_tokens  # one layer that keeps its activations
@@ -215,3 +215,17 @@ def longest_micro_batch(lengths, batch_size: int, max_tokens: int | None, paddin
     top = sizes[:batch_size]
     images = min(batch_size, n_images)
     return (sum(top) if padding_free else len(top) * top[0]), images
+
+
+def check_speed_options(training_args) -> None:
+    """Options that cannot work on this machine, refused before anything loads."""
+    if training_args.use_liger_kernel:
+        from ..models.fused_kernels import LIGER_INSTALL
+
+        if not torch.cuda.is_available() or training_args.use_cpu:
+            raise UserInputError("--use_liger_kernel: liger-kernel's Triton kernels need a CUDA GPU, and this run has "
+                                 "none (leave the flag off on a CPU)")
+        try:
+            import liger_kernel  # noqa: F401
+        except ImportError:
+            raise UserInputError(f"--use_liger_kernel needs liger-kernel: {LIGER_INSTALL}") from None

@@ -9,6 +9,7 @@ from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.export.stock_llava import stock_state_dict
 from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration
+from llava_hf.models import packed_attention
 from llava_hf.models.packed_attention import boundaries_from_position_ids, packed_sdpa_attention_forward
 
 IMAGE_TOKEN_ID = 95
@@ -124,6 +125,48 @@ def test_packed_sdpa_splits_at_sample_starts_like_the_block_diagonal_mask():
         k, v = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
         expected.append(torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.5))
     torch.testing.assert_close(out, torch.cat(expected, dim=2).transpose(1, 2), atol=1e-6, rtol=0)
+
+
+def varlen_stand_in(signature: str):
+    """torch's `varlen_attn` as each release spells it (2.10: `is_causal`; 2.11: `window_size` and `scale`; 2.12+:
+    also `enable_gqa`), computed with SDPA per sample on a CPU (the real kernel is CUDA only), refusing what the real
+    one refuses: fewer key/value heads than query heads without `enable_gqa`, a keyword its release lacks."""
+    keywords = {"2.10": {"is_causal"}, "2.11": {"window_size", "scale"},
+                "2.12": {"window_size", "scale", "enable_gqa"}}[signature]
+    calls = []
+
+    def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, **options):
+        assert set(options) <= keywords, options
+        assert cu_seq_q.dtype == torch.int32 and isinstance(max_q, int) and max_q == int(cu_seq_q.diff().max())
+        if key.shape[1] != query.shape[1]:
+            assert options.get("enable_gqa"), "GQA without enable_gqa"
+            key, value = (t.repeat_interleave(query.shape[1] // t.shape[1], dim=1) for t in (key, value))
+        causal = options.get("is_causal", options.get("window_size") == (-1, 0))
+        offsets = cu_seq_q.tolist()
+        calls.append(len(offsets) - 1)
+        return torch.cat([
+            torch.nn.functional.scaled_dot_product_attention(
+                *(t[start:end].transpose(0, 1) for t in (query, key, value)), is_causal=causal,
+                scale=options.get("scale")).transpose(0, 1)
+            for start, end in zip(offsets[:-1], offsets[1:])
+        ])
+
+    return (varlen_attn, frozenset(keywords)), calls
+
+
+@pytest.mark.parametrize("signature", ["2.10", "2.11", "2.12"])
+def test_packed_varlen_gives_the_padded_loss_and_gradients_with_each_torch_signature(signature, monkeypatch):
+    """The GPU path's wiring (layout, causal flag, GQA, boundaries) against padded SDPA, one call per layer."""
+    api, calls = varlen_stand_in(signature)
+    monkeypatch.setattr(packed_attention, "_varlen_api", lambda: api)
+    items = make_items()
+    padded_loss, padded_grads = loss_and_grads(make_model("sdpa").train(), LlavaDataCollator(0)(items))
+    model = make_model(packed_attention.PACKED_VARLEN).train()
+    loss, grads = loss_and_grads(model, LlavaDataCollator(0, padding_free=True)(items))
+    assert calls == [3] * TEXT["num_hidden_layers"]  # one call per layer for the three samples
+    torch.testing.assert_close(loss, padded_loss, atol=1e-5, rtol=0)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 4, 4096])
