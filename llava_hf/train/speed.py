@@ -92,7 +92,7 @@ def activation_bytes_per_token(config, dtype_bytes: int, trainable: bool) -> int
     Counted from what autograd saves: each RMSNorm its fp32 input and statistics (~12 x hidden bytes for the two),
     a flash/varlen attention its q, k, v, output (and a small logsumexp), SwiGLU the gate and up projections and the
     activation's output; a layer whose weights train (full or LoRA) also keeps each linear layer's input. An
-    estimate (within ~20 % of measured peaks for such layers), good enough to decide how many layers to recompute."""
+    estimate from the shapes (not yet checked against measured GPU peaks), to decide how many layers to recompute."""
     hidden, inter = config.hidden_size, config.intermediate_size
     head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
     q_width, kv_width = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
