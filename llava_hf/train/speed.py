@@ -229,3 +229,8 @@ def check_speed_options(training_args) -> None:
             import liger_kernel  # noqa: F401
         except ImportError:
             raise UserInputError(f"--use_liger_kernel needs liger-kernel: {LIGER_INSTALL}") from None
+        from .model_setup import shards_parameters
+
+        if shards_parameters(training_args):
+            raise UserInputError("--use_liger_kernel: its fused cross-entropy reads the LM head's weight outside the "
+                                 "head's forward, where DeepSpeed ZeRO-3 / FSDP keep it sharded; use ZeRO-2 or DDP")
