@@ -223,7 +223,8 @@ def quantize_in_memory(model, dtype):
                                           compute_dtype=dtype, compress_statistics=True, quant_type="nf4",
                                           quant_storage=dtype, device="meta")
             quantized.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
-                                                 quant_type="nf4", quant_storage=dtype).to(child.weight.device)
+                                                 quant_type="nf4", quant_storage=dtype,
+                                                 module=quantized).to(child.weight.device)  # quantizes
             if child.bias is not None:
                 quantized.bias = child.bias
             setattr(parent, name, quantized)
