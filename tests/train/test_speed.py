@@ -38,6 +38,22 @@ def test_true_false_or_auto_names_the_flag():
         true_false_or_auto("padding_free", "sometimes")
 
 
+def test_flags_parse_from_the_command_line_and_recipes(tmp_path):
+    from llava_hf.train.arguments import parse_args
+
+    def parsed(*argv, recipe=None):
+        return parse_args(["--output_dir", str(tmp_path), *argv], default_recipe=recipe)[2]
+
+    args = parsed()
+    assert args.padding_free == "auto" and not args.gradient_checkpointing  # auto packs; checkpointing stays opt-in
+    args = parsed("--padding_free", "--gradient_checkpointing", "auto")  # a bare flag means true, as HF's bools
+    assert args.padding_free is True and args.gradient_checkpointing == "auto"
+    assert parsed("--padding_free", "False").padding_free is False
+    assert parsed(recipe={"padding_free": False, "gradient_checkpointing": True}).padding_free is False  # YAML bools
+    with pytest.raises(ValueError, match="--gradient_checkpointing must be true, false or auto"):
+        parsed("--gradient_checkpointing", "sometimes")
+
+
 @pytest.fixture
 def gpu(monkeypatch):
     """A CUDA device as `choose_rows` sees it: no flash-attn, and `varlen_attn` serving unless a test says why not."""
