@@ -562,6 +562,13 @@ def main() -> None:
     plan = [(size, stage) for size, stage in PLANS[cli.size] if not cli.stage or stage in cli.stage]
     results, failures, gpu_free = [], {}, []
     started = time.perf_counter()
+
+    def write_json():  # after every stage: a run cut short by a time limit keeps what it measured
+        if cli.json:
+            with open(cli.json, "w") as f:
+                json.dump({"header": header(), "runs": [dataclasses.asdict(r) for r in results],
+                           "ratios": ratios(results), "gpu_free": gpu_free, "failures": failures}, f, indent=1)
+
     try:
         for size, stage in plan:
             start = time.perf_counter()
@@ -574,6 +581,7 @@ def main() -> None:
                 free_memory()
                 continue
             results += stage_results
+            write_json()
             if stage_results:
                 report(stage_results)
                 print(f"({size} {stage}: {time.perf_counter() - start:.0f} s including model builds)", flush=True)
@@ -588,15 +596,14 @@ def main() -> None:
         for size, stage in plan:
             if not STAGES[stage].quantized:  # NF4 has no fake-tensor kernels
                 gpu_free.append(gpu_free_numbers(size, stage, cli.gpu_free_layers))
+                write_json()
         report_gpu_free(gpu_free)
         print(f"(GPU-free numbers: {time.perf_counter() - start:.0f} s)")
     print(f"(total: {time.perf_counter() - started:.0f} s)")
     for name, error in failures.items():
         print(f"FAILED: {name}: {error}")
     if cli.json:
-        with open(cli.json, "w") as f:
-            json.dump({"header": header(), "runs": [dataclasses.asdict(r) for r in results], "ratios": ratios(results),
-                       "gpu_free": gpu_free, "failures": failures}, f, indent=1)
+        write_json()
         print(f"numbers written to {cli.json}")
     if cli.profile:
         print(f"chrome traces: {os.path.join(work, '*', 'profile')} (kept only with --work-dir)")
