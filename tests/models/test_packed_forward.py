@@ -21,10 +21,10 @@ TEXT = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_lay
 ATTENTION = ["sdpa", "eager", "packed_sdpa"]
 
 
-def make_model(attn_implementation="sdpa", seed=0):
+def make_model(attn_implementation="sdpa", seed=0, text_model="internlm2"):
     torch.manual_seed(seed)
-    config = LlavaInternLM2Config(text_config=InternLM2Config(**TEXT), vision_config=VISION,
-                                  image_token_id=IMAGE_TOKEN_ID)
+    text = InternLM2Config(**TEXT) if text_model == "internlm2" else LlamaConfig(**TEXT)
+    config = LlavaInternLM2Config(text_config=text, vision_config=VISION, image_token_id=IMAGE_TOKEN_ID)
     model = LlavaInternLM2ForConditionalGeneration(config)
     model.language_model.set_attn_implementation(attn_implementation)
     return model
@@ -154,14 +154,18 @@ def varlen_stand_in(signature: str):
     return (varlen_attn, frozenset(keywords)), calls
 
 
-@pytest.mark.parametrize("signature", ["2.10", "2.11", "2.12"])
-def test_packed_varlen_gives_the_padded_loss_and_gradients_with_each_torch_signature(signature, monkeypatch):
-    """The GPU path's wiring (layout, causal flag, GQA, boundaries) against padded SDPA, one call per layer."""
+@pytest.mark.parametrize("signature, text_model", [("2.10", "internlm2"), ("2.11", "internlm2"), ("2.12", "internlm2"),
+                                                    ("2.11", "llama")])
+def test_packed_varlen_gives_the_padded_loss_and_gradients_with_each_torch_signature(signature, text_model,
+                                                                                     monkeypatch):
+    """The GPU path's wiring (layout, causal flag, GQA, boundaries) against padded SDPA, one call per layer; also
+    through transformers' own Llama (its mask comes from transformers' masking utilities)."""
     api, calls = varlen_stand_in(signature)
     monkeypatch.setattr(packed_attention, "_varlen_api", lambda: api)
     items = make_items()
-    padded_loss, padded_grads = loss_and_grads(make_model("sdpa").train(), LlavaDataCollator(0)(items))
-    model = make_model(packed_attention.PACKED_VARLEN).train()
+    padded_loss, padded_grads = loss_and_grads(make_model("sdpa", text_model=text_model).train(),
+                                               LlavaDataCollator(0)(items))
+    model = make_model(packed_attention.PACKED_VARLEN, text_model=text_model).train()
     loss, grads = loss_and_grads(model, LlavaDataCollator(0, padding_free=True)(items))
     assert calls == [3] * TEXT["num_hidden_layers"]  # one call per layer for the three samples
     torch.testing.assert_close(loss, padded_loss, atol=1e-5, rtol=0)
