@@ -47,6 +47,7 @@ def test_a_host_sync_in_the_attention_is_caught(ours, config, monkeypatch):
         ours.trace(make_items(config, samples=4, text_tokens=40, targets=20), flops=False)
 
 
+@pytest.mark.slow
 def test_stage2_lora_step_has_no_host_sync(config):
     """ViT LoRA and LLM LoRA (PEFT) in the step: still no sync."""
     FakeStep(config, "finetune-lora").trace(make_items(config, samples=4, text_tokens=60, targets=30), flops=False)
@@ -80,6 +81,7 @@ def test_dispatched_ops_are_flat_in_the_samples_and_at_most_stocks(ours, stock, 
     assert few.ops <= stock_ops, (few.ops, stock_ops)
 
 
+@pytest.mark.slow
 def test_a_per_sample_loop_is_caught(ours, config, monkeypatch):
     """An attention that loops over the samples (SDPA per sample, as `packed_sdpa` does on a CPU) in the GPU's place:
     the op count grows with the samples."""
