@@ -36,7 +36,11 @@ class ModelArguments:
     torch_dtype: DtypeName = field(
         default="auto", metadata={"help": "Weights dtype (auto: the --bf16/--fp16 dtype, else float32)."}
     )
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default), eager, flash_attention_2."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "sdpa (default), eager, flash_attention_2, ... For padding-free rows training picks one that "
+                          "reads the sample boundaries (see --padding_free) unless this names one."},
+    )
     bits: int | None = field(default=None, metadata={"help": "4 loads the LLM in NF4 (QLoRA); needs CUDA + bitsandbytes."})
 
 

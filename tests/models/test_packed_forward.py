@@ -173,10 +173,12 @@ def test_packed_varlen_gives_the_padded_loss_and_gradients_with_each_torch_signa
         torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 4096])
-def test_supervised_only_loss_equals_the_stock_loss(chunk_size):
+@pytest.mark.parametrize("chunk_size, padding_free", [(1, True), (4, True), (4096, True), (4, False)])
+def test_supervised_only_loss_equals_the_stock_loss(chunk_size, padding_free):
+    """Padding-free rows bring the target positions from the collator; padded rows find them in the model."""
     model = make_model().train()
-    batch = LlavaDataCollator(pad_token_id=0, padding_free=True)(make_items())
+    batch = LlavaDataCollator(pad_token_id=0, padding_free=padding_free)(make_items())
+    assert ("target_positions" in batch) == padding_free
     for num_items in (None, torch.tensor(9)):
         kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
         model.enable_supervised_loss(None)
@@ -191,7 +193,7 @@ def test_supervised_only_loss_equals_the_stock_loss(chunk_size):
             torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5, msg=name)
     model.eval()  # evaluation and generation keep the logits
     with torch.no_grad():
-        assert model(**batch).logits.shape == (1, batch["input_ids"].shape[1], TEXT["vocab_size"])
+        assert model(**batch).logits.shape == (*batch["input_ids"].shape, TEXT["vocab_size"])
 
 
 def test_supervised_only_loss_without_targets_is_a_zero_with_a_graph():
