@@ -43,10 +43,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import llava_hf  # noqa: E402,F401
 from llava_hf.data.collator import LlavaDataCollator  # noqa: E402
+from llava_hf.testing.step_trace import CLIP_L_336, INTERNLM2_7B, llava_config  # noqa: E402
 from llava_hf.train.arguments import LlavaTrainingArguments, ModelArguments  # noqa: E402
 
-CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                  image_size=336, patch_size=14)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +67,7 @@ SIZES = {
         text=dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
                   num_key_value_heads=8, vocab_size=92544),
         vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),
-    "7b": Size(  # internlm2-chat-7b
-        text=dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=8, vocab_size=92544),
-        vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),
+    "7b": Size(text=INTERNLM2_7B, vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),  # internlm2-chat-7b
 }
 
 
@@ -171,15 +167,7 @@ class RecordingCollator:
 
 
 def our_config(size: Size):
-    from transformers import CLIPVisionConfig
-
-    from llava_hf.models.internlm2 import InternLM2Config
-    from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
-
-    text = InternLM2Config(**size.text, max_position_embeddings=4096, rope_theta=1_000_000, tie_word_embeddings=False,
-                           pad_token_id=0)
-    return LlavaInternLM2Config(text_config=text, vision_config=CLIPVisionConfig(**size.vision),
-                                image_token_id=size.text["vocab_size"] - 1)
+    return llava_config(size.text, size.vision)
 
 
 def build_ours(size: Size, device, dtype):
