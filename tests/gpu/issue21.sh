@@ -32,8 +32,8 @@ for name in ('torch', 'transformers', 'peft', 'accelerate', 'bitsandbytes', 'dee
         print(name, 'MISSING', type(error).__name__)
 " | tee "$out/versions.txt"
 
-timeout 120 python3 -m pytest -q -rs -s tests/gpu/test_varlen_parity.py 2>&1 | tail -40 | tee "$out/parity.txt"
-timeout 420 python3 benchmarks/throughput.py --size 7b --json "$out/throughput.json" >"$out/throughput_full.log" 2>&1
+timeout 150 python3 -m pytest -q -rs -s tests/gpu/test_varlen_parity.py 2>&1 | tail -40 | tee "$out/parity.txt"
+timeout 400 python3 benchmarks/throughput.py --size 7b --json "$out/throughput.json" >"$out/throughput_full.log" 2>&1
 echo "benchmark rc=$? after $((SECONDS - start)) s" | tee -a "$out/throughput.txt"
 grep -v "^{'\|Warning\|warnings.warn\|^\s*$" "$out/throughput_full.log" | tail -80 >>"$out/throughput.txt"
 left=$((560 - (SECONDS - start)))
