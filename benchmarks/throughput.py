@@ -374,8 +374,6 @@ def parse_value(text: str):
 
 def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
     from llava_hf.testing.step_trace import stock_trainable
-    from llava_hf.train.model_setup import configure_trainable
-    from llava_hf.train.run import configure_speed
 
     stage, size = STAGES[stage_name], SIZES[size_name]
     cuda = torch.cuda.is_available()
@@ -409,23 +407,44 @@ def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
 
     for variant, extra in stage.variants:
         defaults = OURS_DEFAULTS.get(stage_name, OURS_DEFAULT)
-        args = training_arguments(stage, size, batch, cli, os.path.join(work, variant),
-                                  {**defaults, **extra, **ours_extra})
-        model = build_ours(size, device, dtype)  # seeded: the same weights again
-        if stage.quantized:
-            model = quantize_in_memory(model, dtype)
-            model.is_quantized = True  # configure_trainable's cue for PEFT's k-bit preparation ...
-        if cli.attn:  # what `--attn_implementation` does at load time in examples/train.py
-            model.language_model.set_attn_implementation(cli.attn)
-        llava = model
-        model = configure_trainable(model, args)
-        llava.__dict__.pop("is_quantized", None)  # ... which HF Trainer would read as a transformers quantizer's
-        configure_speed(llava, ModelArguments(attn_implementation=cli.attn), args, dataset)
-        results.append(run_one(variant, model, dataset, label, stage, args, config, cli,
-                               os.path.join(work, "profile")))
-        del model, llava
+        options = {**defaults, **extra, **ours_extra}
+        out_of_memory = False
+        try:
+            results.append(run_ours(variant, options, stage, size, batch, cli, work, dataset, label, config, device,
+                                    dtype))
+        except torch.OutOfMemoryError:
+            if options.get("gradient_checkpointing") != "auto":
+                raise
+            out_of_memory = True  # retried below, once the traceback (and the model it holds) is gone
         free_memory()
+        if out_of_memory:
+            # the activation-memory model was too optimistic: say so, and measure with every layer checkpointed
+            print(f"{label} {variant}: out of memory with --gradient_checkpointing auto; again with true", flush=True)
+            results.append(run_ours(f"{variant} (auto OOM: all layers)", {**options, "gradient_checkpointing": True},
+                                    stage, size, batch, cli, work, dataset, label, config, device, dtype))
+            free_memory()
     return results
+
+
+def run_ours(variant, options, stage, size, batch, cli, work, dataset, label, config, device, dtype) -> Result:
+    from llava_hf.train.model_setup import configure_trainable
+    from llava_hf.train.run import configure_speed
+
+    args = training_arguments(stage, size, batch, cli, os.path.join(work, variant.split()[0]), options)
+    model = build_ours(size, device, dtype)  # seeded: the same weights again
+    if stage.quantized:
+        model = quantize_in_memory(model, dtype)
+        model.is_quantized = True  # configure_trainable's cue for PEFT's k-bit preparation ...
+    if cli.attn:  # what `--attn_implementation` does at load time in examples/train.py
+        model.language_model.set_attn_implementation(cli.attn)
+    llava = model
+    model = configure_trainable(model, args)
+    llava.__dict__.pop("is_quantized", None)  # ... which HF Trainer would read as a transformers quantizer's
+    configure_speed(llava, ModelArguments(attn_implementation=cli.attn), args, dataset)
+    try:
+        return run_one(variant, model, dataset, label, stage, args, config, cli, os.path.join(work, "profile"))
+    finally:
+        del model, llava
 
 
 def gpu_free_numbers(size_name: str, stage_name: str, layers: int) -> dict:
