@@ -72,8 +72,8 @@ def make_items(config, samples: int, text_tokens: int, targets: int, images: boo
 def training_arguments(stage: str, **overrides):
     from ..train.arguments import LlavaTrainingArguments
 
-    return LlavaTrainingArguments(**{"output_dir": os.devnull, "report_to": "none", "use_cpu": True, **STAGES[stage],
-                                     **overrides})
+    # (no `use_cpu`: the benchmark calls this in a process whose accelerate state is already on the GPU)
+    return LlavaTrainingArguments(**{"output_dir": os.devnull, "report_to": "none", **STAGES[stage], **overrides})
 
 
 def stock_trainable(model, args, quantized: bool = False):
