@@ -14,6 +14,7 @@ The optimizer step is left out (same work for both apart from the trainable para
 """
 
 import contextlib
+import copy
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -104,6 +105,25 @@ def stock_trainable(model, args, quantized: bool = False):
     return get_peft_model(model, config)
 
 
+def cpu_attention_flops() -> dict:
+    """FlopCounterMode's SDPA formulas for the CPU kernel fake CPU tensors dispatch to (torch counts the CUDA kernels
+    only): without them a dense mask over a packed row would cost no FLOPs here."""
+    from torch.utils.flop_counter import flop_registry
+
+    def as_registered(formula):  # the registry's formulas take tensors already (no second shape wrapper)
+        def count(*args, **kwargs):
+            return formula(*args, **kwargs)
+
+        count._get_raw = True
+        return count
+
+    aten = torch.ops.aten
+    return {aten._scaled_dot_product_flash_attention_for_cpu:
+            as_registered(flop_registry[aten._scaled_dot_product_efficient_attention]),
+            aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            as_registered(flop_registry[aten._scaled_dot_product_efficient_attention_backward])}
+
+
 class OpCounter(TorchDispatchMode):
     """Counts the aten ops dispatched (each one a kernel launch, or a view, on a GPU)."""
 
@@ -134,6 +154,7 @@ class FakeStep:
     def __init__(self, config, stage: str, ours: bool = True, gradient_checkpointing: bool = True,
                  attention: str = "packed_varlen", dtype=torch.bfloat16):
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        config = copy.deepcopy(config)  # the model's attention setting lives in its config: not shared between steps
         self.ours, self.config = ours, config
         args = training_arguments(stage, gradient_checkpointing=gradient_checkpointing)
         # built on the meta device (PEFT included), then every parameter and buffer made a fake CPU tensor
@@ -179,7 +200,8 @@ class FakeStep:
         batch tensor is fake, the strict check)."""
         batch = self.batch(items, fake_boundaries=not flops)
         counter = OpCounter()
-        flop_counter = FlopCounterMode(display=False) if flops else contextlib.nullcontext()
+        flop_counter = (FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) if flops
+                        else contextlib.nullcontext())
         # stock's image-token check reads a device value (a host sync) by design; transformers' switch skips it
         stock_check = contextlib.nullcontext() if self.ours else _environment(TRANSFORMERS_DISABLE_TORCH_CHECK="1")
         with self.mode, stock_check, flop_counter, counter:

@@ -56,7 +56,8 @@ def test_stage2_lora_step_has_no_host_sync(config):
 def test_our_step_does_no_more_flops_than_stock(ours, stock, config):
     """Same samples: ours (padding-free row, varlen attention, supervised-only loss) against stock LLaVA (padded
     batch, sdpa, loss over full logits). A dense mask over the packed row (attention over all 5248 tokens instead of
-    8 x 656) would add ~8x the attention FLOPs, and a loss over every position the head's, which shows below."""
+    8 x 656) would add ~8x the attention FLOPs (the decoder check below), and a loss over every position the head's
+    (the head check)."""
     items = make_items(config, samples=8, text_tokens=80, targets=40)
     ours_trace, stock_trace = ours.trace(items), stock.trace(items)
     assert ours_trace.flops <= stock_trace.flops, (ours_trace.flops, stock_trace.flops)
@@ -64,11 +65,22 @@ def test_our_step_does_no_more_flops_than_stock(ours, stock, config):
     positions = sum(len(item["input_ids"]) for item in items)
     head = next(v for k, v in ours_trace.module_flops.items() if k.endswith("language_model.output"))
     stock_head = next(v for k, v in stock_trace.module_flops.items() if k.endswith("lm_head"))
-    assert head <= 1.5 * stock_head * (8 * 40) / positions * 1.01, (head, stock_head)
+    assert head <= 1.5 * stock_head * (8 * 40) / positions * 1.1, (head, stock_head)
     # and the attention is block-diagonal: the decoder costs what stock's does on the same tokens, not more
     decoder = next(v for k, v in ours_trace.module_flops.items() if k.endswith("language_model.model"))
     stock_decoder = next(v for k, v in stock_trace.module_flops.items() if k.endswith("model.language_model"))
     assert decoder <= 1.05 * stock_decoder, (decoder, stock_decoder)
+
+
+@pytest.mark.slow
+def test_a_dense_mask_over_the_packed_row_is_caught(config, stock):
+    """transformers' own `sdpa` on the packed row (a dense block-diagonal mask over all its tokens, the issue's
+    0.41x ablation): the decoder's FLOPs exceed stock's on the same samples."""
+    dense = FakeStep(config, "pretrain", attention="sdpa")
+    items = make_items(config, samples=8, text_tokens=80, targets=40)
+    decoder = next(v for k, v in dense.trace(items).module_flops.items() if k.endswith("language_model.model"))
+    stock_decoder = next(v for k, v in stock.trace(items).module_flops.items() if k.endswith("model.language_model"))
+    assert decoder > 1.05 * stock_decoder, (decoder, stock_decoder)
 
 
 def test_dispatched_ops_are_flat_in_the_samples_and_at_most_stocks(ours, stock, config):
