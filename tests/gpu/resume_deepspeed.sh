@@ -21,13 +21,15 @@ base=work_dirs/demo/base
 data=work_dirs/demo/data
 run=(tests/train/fault_worker.py --stage finetune --llm_name_or_path "$base/llm" --vision_tower_name_or_path "$base/clip"
      --data_path "$data/finetune.json" --image_folder "$data/images" --tune_llm lora --lora_r 8 --lora_alpha 16
-     --lora_dropout 0 --tune_vision_tower lora --vision_lora_r 4 --vision_lora_alpha 8 --bf16 true
-     --torch_dtype bfloat16 --per_device_train_batch_size 4 --max_steps 8 --save_strategy steps --save_steps 4
+     --lora_dropout 0 --tune_vision_tower lora --vision_lora_r 4 --vision_lora_alpha 8
+     ${PRECISION:---bf16 true --torch_dtype bfloat16} --per_device_train_batch_size 4 --max_steps 8 --save_strategy steps --save_steps 4
      --learning_rate 2e-4 --logging_steps 1 --report_to none --dataloader_num_workers 0 --seed 0)
 
 failed=0
-for zero in 2 3; do
+# A CPU dry run of this script: ZERO_STAGES=none PRECISION="--torch_dtype float32" (plain accelerate launch)
+for zero in ${ZERO_STAGES:-2 3}; do
   config=(--config_file "accelerate_configs/deepspeed_zero$zero.yaml")
+  [ "$zero" = none ] && config=()
   straight=$w/zero${zero}_straight
   resumed=$w/zero${zero}_resumed
   timeout 150 "${launch[@]}" "${config[@]}" "${run[@]}" --output_dir "$straight" >"$logs/zero${zero}_straight.log" 2>&1
