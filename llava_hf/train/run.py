@@ -64,40 +64,13 @@ def validate(sources, tokenizer, template, max_length, data_args: DataArguments)
 
 
 def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments, dataset=None) -> str:
-    """The speed options that live on the model, each decided once and logged with its reason (`train/speed.py`):
-    padded or padding-free rows and the attention that reads the latter's sample boundaries (`--padding_free`), the
-    supervised-only loss (`--loss_chunk_size`), how many layers recompute (`--gradient_checkpointing`, sized by the
-    longest micro-batch `dataset` can give), and the optional fused kernels and regional compile. Resolves `auto` in
-    `training_args`. Returns the language model's attention implementation as loaded, which `train` restores."""
-    from .speed import apply_checkpointing, choose_checkpointing, choose_rows, longest_micro_batch
+    """The speed options that live on the model (`train/speed.py`: rows and attention, supervised-only loss,
+    checkpointing sized by `dataset`'s longest micro-batch, fused kernels), each logged with its reason; resolves
+    `auto` in `training_args`. Returns the language model's attention implementation as loaded, which `train`
+    restores."""
+    from .speed import configure
 
-    loaded = model.config.text_config._attn_implementation
-    rows = choose_rows(training_args.padding_free, model_args.attn_implementation, training_args.device,
-                       model.language_model.dtype, model.config.text_config)
-    training_args.padding_free = rows.padding_free
-    if rows.attention is not None:
-        model.language_model.set_attn_implementation(rows.attention)
-    logger.info("rows: %s, attention %s (%s)", "padding-free" if rows.padding_free else "padded",
-                model.config.text_config._attn_implementation, rows.reason)
-    model.enable_supervised_loss(training_args.loss_chunk_size or None)
-    lengths = getattr(dataset, "modality_lengths", None)
-    tokens, images = (None, 0) if lengths is None else longest_micro_batch(
-        lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free)
-    checkpointing = choose_checkpointing(model, training_args, tokens, images, training_args.device)
-    if not checkpointing.enabled and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
-        # PEFT's k-bit preparation switched it on for every layer (5.2x renamed the method)
-        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
-    if training_args.gradient_checkpointing == "auto":
-        logger.info("gradient checkpointing %s", checkpointing.reason)
-    apply_checkpointing(training_args, checkpointing)
-    if training_args.use_liger_kernel or training_args.compile_decoder_layers:
-        from ..models.fused_kernels import apply_liger_kernel, compile_decoder_layers
-
-        if training_args.use_liger_kernel:
-            logger.info("liger-kernel: %s", apply_liger_kernel(model))
-        if training_args.compile_decoder_layers:
-            logger.info("regional compile: %s", compile_decoder_layers(model))
-    return loaded
+    return configure(model, model_args.attn_implementation, training_args, dataset)
 
 
 @dataclass

@@ -234,3 +234,35 @@ def check_speed_options(training_args) -> None:
         if shards_parameters(training_args):
             raise UserInputError("--use_liger_kernel: its fused cross-entropy reads the LM head's weight outside the "
                                  "head's forward, where DeepSpeed ZeRO-3 / FSDP keep it sharded; use ZeRO-2 or DDP")
+
+
+def configure(model, attn_implementation: str | None, training_args, dataset=None) -> str:
+    """Apply the speed settings to `model` (a LlavaInternLM2ForConditionalGeneration, PEFT already applied) and
+    `training_args` (`auto` resolved), logging each choice and why. Returns the attention implementation as loaded."""
+    loaded = model.config.text_config._attn_implementation
+    rows = choose_rows(training_args.padding_free, attn_implementation, training_args.device,
+                       model.language_model.dtype, model.config.text_config)
+    training_args.padding_free = rows.padding_free
+    if rows.attention is not None:
+        model.language_model.set_attn_implementation(rows.attention)
+    logger.info("rows: %s, attention %s (%s)", "padding-free" if rows.padding_free else "padded",
+                model.config.text_config._attn_implementation, rows.reason)
+    model.enable_supervised_loss(training_args.loss_chunk_size or None)
+    lengths = getattr(dataset, "modality_lengths", None)
+    tokens, images = (None, 0) if lengths is None else longest_micro_batch(
+        lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free)
+    checkpointing = choose_checkpointing(model, training_args, tokens, images, training_args.device)
+    if not checkpointing.enabled and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
+        # PEFT's k-bit preparation switched it on for every layer (5.2x renamed the method)
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
+    if training_args.gradient_checkpointing == "auto":
+        logger.info("gradient checkpointing %s", checkpointing.reason)
+    apply_checkpointing(training_args, checkpointing)
+    if training_args.use_liger_kernel or training_args.compile_decoder_layers:
+        from ..models.fused_kernels import apply_liger_kernel, compile_decoder_layers
+
+        if training_args.use_liger_kernel:
+            logger.info("liger-kernel: %s", apply_liger_kernel(model))
+        if training_args.compile_decoder_layers:
+            logger.info("regional compile: %s", compile_decoder_layers(model))
+    return loaded
