@@ -2,18 +2,24 @@
 one process (not a test).
 
     python benchmarks/throughput.py --size tiny                       # CPU, < 2 minutes: the ratio line per stage
-    python benchmarks/throughput.py --size 1_8b --stage pretrain finetune-lora finetune-full qlora
-    python benchmarks/throughput.py --size 7b --stage pretrain finetune-lora qlora --profile
+    python benchmarks/throughput.py --size 7b --json results.json     # one GPU, one call (< 8 minutes): 7B stage 1,
+                                                                      # LoRA stage 2, QLoRA, and the 1.8B full finetune
+    python benchmarks/throughput.py --size 1_8b --stage pretrain --ours padding_free=false --profile
 
 Both models are built at the named size with random weights (ours seeded; stock gets the same weights, converted
 to Llama names: same maths), and both train through `LlavaTrainer`, the code path `examples/train.py` runs, on
 the same samples per step drawn from LLaVA-like length mixes (stage 1: 576 image + 15-120 text tokens; stage 2:
 576 image + 50-900 text tokens with 6 % text-only samples of 200-1472 tokens; QLoRA: one 576 + 1472 sample).
-Stock = today's padded batches, SDPA, the loss over full logits, PEFT. Ours = our model with this repository's
-training defaults (padding-free rows, `packed_sdpa`, the supervised-only chunked loss) plus `--ours` options.
+Stock = today's padded batches, SDPA, the loss over full logits, PEFT, gradient checkpointing on every layer.
+Ours = our model with this repository's training defaults (`configure_speed`: padding-free rows with the varlen
+attention where it serves, the supervised-only chunked loss, `--gradient_checkpointing auto` except for QLoRA, whose
+point is the memory) plus `--ours` options. QLoRA quantizes the LLM to NF4 in memory (no save and reload).
 Per stage it prints samples/s, real (non-padding) tokens/s, padding share, MFU (only the FLOPs the stage must do:
 no padding, no recomputation, frozen weights get no weight gradients; CPU: n/a), peak accelerator memory, the
-first step's loss of each (the same weights and samples: they agree up to rounding), and the ratio ours/stock.
+first step's loss of each (the same weights and samples: they agree up to rounding), and the ratio ours/stock;
+then the GPU-free numbers of one step (`llava_hf.testing.step_trace`: FLOPs and dispatched ops of ours and stock,
+ops flat in the number of samples, no host sync), traced on fake tensors at each stage's widths with
+`--gpu-free-layers` layers (the per-layer numbers scale with depth). `--json PATH` writes everything.
 `--size tiny` shrinks the models and scales the image and text lengths by 1/8 so the CPU run stays short.
 """
 
@@ -21,6 +27,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import json
 import os
 import platform
 import random
@@ -28,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 
 import torch
 
@@ -35,10 +43,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import llava_hf  # noqa: E402,F401
 from llava_hf.data.collator import LlavaDataCollator  # noqa: E402
+from llava_hf.testing.step_trace import CLIP_L_336, INTERNLM2_7B, llava_config  # noqa: E402
 from llava_hf.train.arguments import LlavaTrainingArguments, ModelArguments  # noqa: E402
 
-CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                  image_size=336, patch_size=14)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +67,7 @@ SIZES = {
         text=dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
                   num_key_value_heads=8, vocab_size=92544),
         vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),
-    "7b": Size(  # internlm2-chat-7b
-        text=dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=8, vocab_size=92544),
-        vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),
+    "7b": Size(text=INTERNLM2_7B, vision=CLIP_L_336, length_scale=1, lora=(512, 256, 64, 16)),  # internlm2-chat-7b
 }
 
 
@@ -87,9 +91,13 @@ STAGES = {
                                     gradient_checkpointing=True), quantized=True,
                    variants=(("ours", {}), ("ours-24GB", dict(adapter_dtype="bfloat16", optim="paged_adamw_8bit")))),
 }
-DEFAULT_STAGES = {"tiny": ["pretrain", "finetune-lora", "finetune-full"],
-                  "1_8b": ["pretrain", "finetune-lora", "finetune-full", "qlora"],
-                  "7b": ["pretrain", "finetune-lora", "qlora"]}
+# (size, stage) runs of each --size, in order; --stage keeps those of the named stages
+PLANS = {"tiny": [("tiny", "pretrain"), ("tiny", "finetune-lora"), ("tiny", "finetune-full")],
+         "1_8b": [("1_8b", "pretrain"), ("1_8b", "finetune-lora"), ("1_8b", "finetune-full"), ("1_8b", "qlora")],
+         "7b": [("7b", "pretrain"), ("7b", "finetune-lora"), ("7b", "qlora"), ("1_8b", "finetune-full")]}
+# what ours runs with beyond the stage's arguments: checkpointing sized by memory, except where memory is the point
+OURS_DEFAULTS = {"qlora": {}}
+OURS_DEFAULT = {"gradient_checkpointing": "auto"}
 PROFILED_STEPS = 2
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "H800": 989.4, "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
 
@@ -159,15 +167,7 @@ class RecordingCollator:
 
 
 def our_config(size: Size):
-    from transformers import CLIPVisionConfig
-
-    from llava_hf.models.internlm2 import InternLM2Config
-    from llava_hf.models.llava_internlm2 import LlavaInternLM2Config
-
-    text = InternLM2Config(**size.text, max_position_embeddings=4096, rope_theta=1_000_000, tie_word_embeddings=False,
-                           pad_token_id=0)
-    return LlavaInternLM2Config(text_config=text, vision_config=CLIPVisionConfig(**size.vision),
-                                image_token_id=size.text["vocab_size"] - 1)
+    return llava_config(size.text, size.vision)
 
 
 def build_ours(size: Size, device, dtype):
@@ -194,43 +194,35 @@ def stock_from_ours(ours, device, dtype):
     return stock
 
 
-def stock_trainable(model, args: LlavaTrainingArguments, quantized: bool):
-    """What `configure_trainable` does for ours, in stock LLaVA's module names, with PEFT's defaults."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def quantize_in_memory(model, dtype):
+    """The LLM body's linear layers as bitsandbytes NF4 (double quantization, `dtype` compute and storage), in place:
+    what `--bits 4` loads (`llava_hf.models.quantization.bnb_config`), without writing 15 GB and reading them back."""
+    import bitsandbytes as bnb
+    from torch import nn
 
-    model.requires_grad_(False)
-    model.model.multi_modal_projector.requires_grad_(True)
-    if args.tune_llm == "full":
-        model.model.language_model.requires_grad_(True)
-        model.lm_head.requires_grad_(True)
-    if args.tune_llm != "lora":
-        return model
-    if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
-    llm = r"model\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-    vit = r"model\.vision_tower\..*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
-    config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias="none",
-                        target_modules=f"^({llm}|{vit})$",
-                        rank_pattern={r"model\.language_model\..*": args.lora_r, r"model\.vision_tower\..*": args.vision_lora_r},
-                        alpha_pattern={r"model\.language_model\..*": args.lora_alpha,
-                                       r"model\.vision_tower\..*": args.vision_lora_alpha},
-                        modules_to_save=["multi_modal_projector"])
-    return get_peft_model(model, config)
+    from llava_hf.models.quantization import NOT_QUANTIZED
 
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            path = f"{parent_name}.{name}".split(".")
+            if type(child) is not nn.Linear or any(part in NOT_QUANTIZED for part in path):
+                continue
+            quantized = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                          compute_dtype=dtype, compress_statistics=True, quant_type="nf4",
+                                          quant_storage=dtype, device="meta")
+            quantized.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                                 quant_type="nf4", quant_storage=dtype,
+                                                 module=quantized).to(child.weight.device)  # quantizes
+            if child.bias is not None:
+                quantized.bias = child.bias
+            setattr(parent, name, quantized)
+    # what PEFT's k-bit preparation and HF Trainer read (Trainer does not move a bitsandbytes model)
+    from transformers.utils.quantization_config import QuantizationMethod
 
-def quantized_copy(model, folder: str, device):
-    """Save, then reload the way QLoRA users load: NF4 double-quant LLM, the rest in bf16 (`--bits 4`)."""
-    from llava_hf.models.quantization import bnb_config
-
-    model.save_pretrained(folder)
-    cls = type(model)
-    del model
+    model.is_loaded_in_4bit = True
+    model.quantization_method = QuantizationMethod.BITS_AND_BYTES
     free_memory()
-    quantized = cls.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=bnb_config(4, torch.bfloat16),
-                                    device_map={"": device})
-    quantized.config.use_cache = False
-    shutil.rmtree(folder)  # the weights are loaded; the disk is needed for the next model
-    return quantized
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------- FLOPs
@@ -381,8 +373,7 @@ def parse_value(text: str):
 
 
 def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
-    from llava_hf.train.model_setup import configure_trainable
-    from llava_hf.train.run import configure_speed
+    from llava_hf.testing.step_trace import stock_trainable
 
     stage, size = STAGES[stage_name], SIZES[size_name]
     cuda = torch.cuda.is_available()
@@ -397,6 +388,7 @@ def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
     dataset = MixDataset(stage.mix, (cli.warmup + cli.steps) * batch, config.image_seq_length, config.image_token_id,
                          config.vision_config.image_size, config.text_config.vocab_size, size.length_scale)
     ours_extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in cli.ours)}
+    label = f"{size_name} {stage_name}"
     results = []
 
     stock_args = training_arguments(stage, size, batch, cli, os.path.join(work, "stock"),
@@ -406,27 +398,92 @@ def run_stage(stage_name: str, size_name: str, cli, work: str) -> list[Result]:
     del ours
     free_memory()
     if stage.quantized:
-        stock = quantized_copy(stock, os.path.join(work, "stock_model"), device)
+        stock = quantize_in_memory(stock, dtype)
     stock = stock_trainable(stock, stock_args, stage.quantized)
-    results.append(run_one("stock", stock, dataset, stage_name, stage, stock_args, config, cli,
+    results.append(run_one("stock", stock, dataset, label, stage, stock_args, config, cli,
                            os.path.join(work, "profile")))
     del stock
     free_memory()
 
     for variant, extra in stage.variants:
-        args = training_arguments(stage, size, batch, cli, os.path.join(work, variant), {**extra, **ours_extra})
-        model = build_ours(size, device, dtype)  # seeded: the same weights again
-        if stage.quantized:
-            model = quantized_copy(model, os.path.join(work, "ours_model"), device)
-        if cli.attn:  # what `--attn_implementation` does at load time in examples/train.py
-            model.language_model.set_attn_implementation(cli.attn)
-        configure_speed(model, ModelArguments(attn_implementation=cli.attn), args)
-        model = configure_trainable(model, args)
-        results.append(run_one(variant, model, dataset, stage_name, stage, args, config, cli,
-                               os.path.join(work, "profile")))
-        del model
+        defaults = OURS_DEFAULTS.get(stage_name, OURS_DEFAULT)
+        options = {**defaults, **extra, **ours_extra}
+        out_of_memory = False
+        try:
+            results.append(run_ours(variant, options, stage, size, batch, cli, work, dataset, label, config, device,
+                                    dtype))
+        except torch.OutOfMemoryError:
+            if options.get("gradient_checkpointing") != "auto":
+                raise
+            out_of_memory = True  # retried below, once the traceback (and the model it holds) is gone
         free_memory()
+        if out_of_memory:
+            # the activation-memory model was too optimistic: say so, and measure with every layer checkpointed
+            print(f"{label} {variant}: out of memory with --gradient_checkpointing auto; again with true", flush=True)
+            results.append(run_ours(f"{variant} (auto OOM: all layers)", {**options, "gradient_checkpointing": True},
+                                    stage, size, batch, cli, work, dataset, label, config, device, dtype))
+            free_memory()
     return results
+
+
+def run_ours(variant, options, stage, size, batch, cli, work, dataset, label, config, device, dtype) -> Result:
+    from llava_hf.train.model_setup import configure_trainable
+    from llava_hf.train.run import configure_speed
+
+    args = training_arguments(stage, size, batch, cli, os.path.join(work, variant.split()[0]), options)
+    model = build_ours(size, device, dtype)  # seeded: the same weights again
+    if stage.quantized:
+        model = quantize_in_memory(model, dtype)
+        model.is_quantized = True  # configure_trainable's cue for PEFT's k-bit preparation ...
+    if cli.attn:  # what `--attn_implementation` does at load time in examples/train.py
+        model.language_model.set_attn_implementation(cli.attn)
+    llava = model
+    model = configure_trainable(model, args)
+    llava.__dict__.pop("is_quantized", None)  # ... which HF Trainer would read as a transformers quantizer's
+    configure_speed(llava, ModelArguments(attn_implementation=cli.attn), args, dataset)
+    try:
+        return run_one(variant, model, dataset, label, stage, args, config, cli, os.path.join(work, "profile"))
+    finally:
+        del model, llava
+
+
+def gpu_free_numbers(size_name: str, stage_name: str, layers: int) -> dict:
+    """One step of ours and stock traced on fake tensors at this size's widths with `layers` LLM and ViT layers:
+    FLOPs, dispatched ops (ours with n and 2n samples of the same total tokens), and whether ours has a host sync."""
+    from llava_hf.testing.step_trace import FakeStep, llava_config, make_items
+
+    size = SIZES[size_name]
+    config = llava_config(size.text, size.vision, text_layers=layers, vision_layers=layers)
+    text, targets = max(8, round(600 * size.length_scale)), max(4, round(60 * size.length_scale))
+    items = make_items(config, samples=8, text_tokens=text, targets=targets)
+    twice = make_items(config, samples=16, text_tokens=text // 2, targets=targets // 2)
+    numbers = {"size": size_name, "stage": stage_name, "layers": layers}
+    try:
+        ours = FakeStep(config, stage_name)
+        ours.trace(items, flops=False)  # raises on a host sync
+        numbers["host_syncs"] = 0
+    except Exception as error:  # noqa: BLE001 (reported, the benchmark goes on)
+        numbers["host_syncs"] = f"{type(error).__name__}: {error}"[:200]
+        return numbers
+    stock = FakeStep(config, stage_name, ours=False)
+    ours_trace, stock_trace = ours.trace(items), stock.trace(items)
+    numbers.update(flops_ours=ours_trace.flops, flops_stock=stock_trace.flops, ops_ours=ours_trace.ops,
+                   ops_stock=stock_trace.ops, ops_ours_2x_samples=ours.trace(twice, flops=False).ops)
+    return numbers
+
+
+def report_gpu_free(rows: list[dict]) -> None:
+    print("\n| GPU-free (fake tensors) | layers | FLOPs ours / stock | ops ours / stock | ops with 2x samples "
+          "| host syncs |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if "flops_ours" not in r:
+            print(f"| {r['size']} {r['stage']} | {r['layers']} | | | | {r['host_syncs']} |")
+            continue
+        print(f"| {r['size']} {r['stage']} | {r['layers']} | {r['flops_ours'] / 1e12:.2f} / "
+              f"{r['flops_stock'] / 1e12:.2f} TFLOP ({r['flops_ours'] / r['flops_stock']:.2f}x) | {r['ops_ours']} / "
+              f"{r['ops_stock']} ({r['ops_ours'] / r['ops_stock']:.2f}x) | {r['ops_ours_2x_samples']} "
+              f"({'flat' if r['ops_ours_2x_samples'] == r['ops_ours'] else 'NOT flat'}) | {r['host_syncs']} |")
 
 
 def free_memory() -> None:
@@ -462,55 +519,99 @@ def report(results: list[Result]) -> None:
               f"{fmt(r.mfu, '{:.1%}')} | {fmt(r.peak_gib, '{:.1f}')} | {fmt(r.static_gib, '{:.1f}')} | "
               f"{fmt(r.first_loss, '{:.4f}')} |")
     print()
+    for row in ratios(results):
+        memory = f", peak memory {row['peak_memory']:.2f}x" if row["peak_memory"] else ""
+        print(f"{row['stage']}: {row['run']}/stock samples/s {row['samples_per_s']:.2f}x, "
+              f"real tokens/s {row['tokens_per_s']:.2f}x{memory}")
+
+
+def ratios(results: list[Result]) -> list[dict]:
+    """ours/stock per stage and variant."""
+    rows = []
     for stage in dict.fromkeys(r.stage for r in results):
-        rows = [r for r in results if r.stage == stage]
-        stock = next(r for r in rows if r.name == "stock")
-        for ours in (r for r in rows if r.name != "stock"):
-            memory = f", peak memory {ours.peak_gib / stock.peak_gib:.2f}x" if ours.peak_gib and stock.peak_gib else ""
-            print(f"{stage}: {ours.name}/stock samples/s {ours.samples_per_s / stock.samples_per_s:.2f}x, "
-                  f"real tokens/s {ours.tokens_per_s / stock.tokens_per_s:.2f}x{memory}")
+        runs = [r for r in results if r.stage == stage]
+        stock = next((r for r in runs if r.name == "stock"), None)
+        for ours in (r for r in runs if r.name != "stock" and stock is not None):
+            rows.append({"stage": stage, "run": ours.name, "samples_per_s": ours.samples_per_s / stock.samples_per_s,
+                         "tokens_per_s": ours.tokens_per_s / stock.tokens_per_s,
+                         "peak_memory": ours.peak_gib / stock.peak_gib if ours.peak_gib and stock.peak_gib else None})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
-    parser.add_argument("--stage", nargs="+", choices=list(STAGES), help="default: every stage that fits the size")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 3 tiny, 6 otherwise)")
+    parser.add_argument("--size", choices=list(PLANS), default="tiny")
+    parser.add_argument("--stage", nargs="+", choices=list(STAGES), help="default: every stage of the size's plan")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 3 tiny, 4 otherwise)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 tiny, 2 otherwise)")
     parser.add_argument("--batch", type=int, default=None, help="samples per micro-batch (default: per stage)")
-    parser.add_argument("--attn", default=None, help="our --attn_implementation (default: packed_sdpa)")
+    parser.add_argument("--attn", default=None, help="our --attn_implementation (default: what configure_speed picks)")
     parser.add_argument("--ours", nargs="*", default=[], metavar="ARG=VALUE",
-                        help="extra LlavaTrainingArguments for our runs, e.g. max_tokens_per_batch=16384 "
-                             "checkpoint_every_n_layers=2 torch_compile=true")
+                        help="extra LlavaTrainingArguments for our runs, e.g. padding_free=false use_liger_kernel=true "
+                             "compile_decoder_layers=true gradient_checkpointing=true max_tokens_per_batch=16384")
     parser.add_argument("--peak-tflops", type=float, default=None, help="for MFU on an accelerator not in the table")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table per run (+ chrome traces)")
     parser.add_argument("--profile-rows", type=int, default=25)
-    parser.add_argument("--work-dir", default=None, help="scratch space (QLoRA saves two models here)")
+    parser.add_argument("--gpu-free-layers", type=int, default=2,
+                        help="LLM and ViT layers of the fake-tensor trace (0: skip the GPU-free numbers)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write every number here")
+    parser.add_argument("--work-dir", default=None, help="scratch space (profiler traces)")
     parser.add_argument("--cpu-threads", type=int, default=1,
                         help="torch threads on a CPU (default 1: on a shared machine more threads spin-wait)")
     cli = parser.parse_args()
     if not torch.cuda.is_available():
         torch.set_num_threads(cli.cpu_threads)
     tiny = cli.size == "tiny"
-    cli.steps = cli.steps or (3 if tiny else 6)
+    cli.steps = cli.steps or (3 if tiny else 4)
     cli.warmup = cli.warmup or (1 if tiny else 2)
     print(header(), flush=True)
     work = cli.work_dir or tempfile.mkdtemp(prefix="llava_throughput_")
-    results = []
+    plan = [(size, stage) for size, stage in PLANS[cli.size] if not cli.stage or stage in cli.stage]
+    results, failures, gpu_free = [], {}, []
+    started = time.perf_counter()
+
+    def write_json():  # after every stage: a run cut short by a time limit keeps what it measured
+        if cli.json:
+            with open(cli.json, "w") as f:
+                json.dump({"header": header(), "runs": [dataclasses.asdict(r) for r in results],
+                           "ratios": ratios(results), "gpu_free": gpu_free, "failures": failures}, f, indent=1)
+
     try:
-        for stage in cli.stage or DEFAULT_STAGES[cli.size]:
+        for size, stage in plan:
             start = time.perf_counter()
-            stage_results = run_stage(stage, cli.size, cli, os.path.join(work, stage))
+            try:
+                stage_results = run_stage(stage, size, cli, os.path.join(work, f"{size}_{stage}"))
+            except Exception as error:  # noqa: BLE001 (one stage failing must not lose the others' numbers)
+                failures[f"{size} {stage}"] = f"{type(error).__name__}: {error}"
+                print(f"{size} {stage}: FAILED {failures[f'{size} {stage}']}", flush=True)
+                traceback.print_exc()
+                free_memory()
+                continue
             results += stage_results
+            write_json()
             if stage_results:
                 report(stage_results)
-                print(f"({stage}: {time.perf_counter() - start:.0f} s including model builds)", flush=True)
+                print(f"({size} {stage}: {time.perf_counter() - start:.0f} s including model builds)", flush=True)
     finally:
         if cli.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     if len({r.stage for r in results}) > 1:
         print("\n=== all stages ===")
         report(results)
+    if cli.gpu_free_layers:
+        start = time.perf_counter()
+        for size, stage in plan:
+            if not STAGES[stage].quantized:  # NF4 has no fake-tensor kernels
+                gpu_free.append(gpu_free_numbers(size, stage, cli.gpu_free_layers))
+                write_json()
+        report_gpu_free(gpu_free)
+        print(f"(GPU-free numbers: {time.perf_counter() - start:.0f} s)")
+    print(f"(total: {time.perf_counter() - started:.0f} s)")
+    for name, error in failures.items():
+        print(f"FAILED: {name}: {error}")
+    if cli.json:
+        write_json()
+        print(f"numbers written to {cli.json}")
     if cli.profile:
         print(f"chrome traces: {os.path.join(work, '*', 'profile')} (kept only with --work-dir)")
 

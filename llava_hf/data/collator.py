@@ -1,12 +1,16 @@
 """Batching for LLaVA items: padded rows, or one padding-free row of all the samples (per-sample position ids).
 
-Padding-free ("flattened") batches are what transformers' `DataCollatorWithFlattening` makes for text: the
-samples are concatenated into one row, `position_ids` restart at 0 for each sample and there is no
-`attention_mask`, so transformers' masking utils (`find_packed_sequence_indices`) give SDPA/eager/flex a
-block-diagonal causal mask and flash-attention runs varlen; the first label of every sample is -100, so the
-shifted next-token loss never predicts across a boundary. Loss, gradients and `num_items_in_batch` are then
+Padding-free ("flattened") batches are what transformers' `DataCollatorWithFlattening(return_flash_attn_kwargs=True)`
+makes for text: the samples are concatenated into one row, `position_ids` restart at 0 for each sample, there is no
+`attention_mask`, and the sample boundaries come with the batch, computed here once from the lengths
+(`cu_seq_lens_q/k`: int32 offsets `[n + 1]`, `max_length_q/k`: Python ints), so the varlen attention kernels
+(`models/packed_attention.py`, flash-attention) read them without a device sync in any layer. The first label of
+every sample is -100, so the shifted next-token loss never predicts across a boundary, and `target_positions` lists
+the positions that have a target, for the supervised-only loss. Loss, gradients and `num_items_in_batch` are then
 those of the padded batch, without computing a single padding position.
 """
+
+import itertools
 
 import torch
 
@@ -17,8 +21,8 @@ class LlavaDataCollator:
     """`{"input_ids", "attention_mask", "labels"[, "pixel_values"]}` from `LlavaDataset` items.
 
     Padded (default): right padding; the mask comes from each item's length, not from `input_ids != pad`,
-    because pad may equal EOS. `padding_free=True`: one row `[1, total length]` with `position_ids` instead
-    of an attention mask (see the module docstring).
+    because pad may equal EOS. `padding_free=True`: one row `[1, total length]` with `position_ids`, the sample
+    boundaries and `target_positions` instead of an attention mask (see the module docstring).
     `pixel_values` stacks the images of the samples that have one, in batch order (the order the model
     fills image tokens); it is omitted for an all-text batch.
     """
@@ -64,5 +68,18 @@ class LlavaDataCollator:
             # Nothing predicts a sample's first token (as in a padded row); in one flat row the previous sample's
             # last token would, so its label goes.
             sample_labels[0] = IGNORE_INDEX
-        position_ids = torch.cat([torch.arange(len(item["input_ids"])) for item in items])
-        return {"input_ids": input_ids[None], "labels": torch.cat(labels)[None], "position_ids": position_ids[None]}
+        labels = torch.cat(labels)
+        lengths = [len(item["input_ids"]) for item in items]
+        position_ids = torch.cat([torch.arange(length) for length in lengths])
+        cu_seq_lens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+        return {
+            "input_ids": input_ids[None],
+            "labels": labels[None],
+            "position_ids": position_ids[None],
+            "cu_seq_lens_q": cu_seq_lens,
+            "cu_seq_lens_k": cu_seq_lens,
+            "max_length_q": max(lengths),
+            "max_length_k": max(lengths),
+            # position t predicts label t + 1 (within its sample: each sample's first label is -100)
+            "target_positions": torch.nonzero(labels[1:] != IGNORE_INDEX).flatten(),
+        }

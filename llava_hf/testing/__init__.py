@@ -1,4 +1,5 @@
-"""Helpers for tests and the demo: a tiny InternLM2-layout tokenizer trained on the fly and a tiny random LLaVA.
+"""Helpers for tests and the demo: a tiny InternLM2-layout tokenizer trained on the fly and a tiny random LLaVA;
+`step_trace` traces one training step on fake tensors (the GPU-free checks of the tests and the benchmark).
 
 The model code never imports this package; `llava_hf.demo` and the test suite do.
 """

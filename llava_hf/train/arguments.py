@@ -39,7 +39,11 @@ class ModelArguments:
     torch_dtype: DtypeName = field(
         default="auto", metadata={"help": "Weights dtype (auto: the --bf16/--fp16 dtype, else float32)."}
     )
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa (default), eager, flash_attention_2."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "sdpa (default), eager, flash_attention_2, ... For padding-free rows training picks one that "
+                          "reads the sample boundaries (see --padding_free) unless this names one."},
+    )
     bits: int | None = field(default=None, metadata={"help": "4 loads the LLM in NF4 (QLoRA); needs CUDA + bitsandbytes."})
 
 
@@ -103,11 +107,32 @@ class LlavaTrainingArguments(TrainingArguments):
         metadata={"help": "Delete the checkpoints already in output_dir and train from scratch (transformers 5 "
                           "dropped its flag of this name). To continue instead: --resume_from_checkpoint auto."},
     )
-    # Speed (benchmarks/throughput.py measures them against stock transformers)
-    padding_free: bool = field(
-        default=True,
+    # Speed (benchmarks/throughput.py measures them against stock transformers; train/speed.py applies them)
+    padding_free: str = field(  # "auto", or True / False once parsed
+        default="auto",
         metadata={"help": "Flatten each micro-batch into one row without padding (per-sample position ids; attention "
-                          "stays within each sample): the same samples and loss as padded batches, no padding compute."},
+                          "stays within each sample): the same samples and loss as padded batches, no padding compute. "
+                          "auto: where a varlen attention kernel serves (flash-attn, or torch >= 2.10 on sm80+ in "
+                          "bf16/fp16) and on a CPU, padded rows otherwise (the log says which and why); true: always "
+                          "(an error on a GPU without such a kernel); false: padded rows.",
+                  "nargs": "?", "const": "true"},
+    )
+    gradient_checkpointing: str | None = field(  # HF's flag, plus "auto"; True / False / "auto" once parsed
+        default=None,
+        metadata={"help": "Recompute layer activations in backward instead of storing them. auto: on a GPU, checkpoint "
+                          "only as many decoder layers as the longest micro-batch needs to fit the card's free memory "
+                          "(the log says how many and why); on a CPU, none.",
+                  "nargs": "?", "const": "true"},
+    )
+    use_liger_kernel: bool = field(
+        default=False,
+        metadata={"help": "liger-kernel's fused RMSNorm, SwiGLU, rotary and linear cross-entropy on our modules "
+                          "(CUDA + Triton; pip install liger-kernel). Off by default until measured on a GPU."},
+    )
+    compile_decoder_layers: bool = field(
+        default=False,
+        metadata={"help": "torch.compile each decoder layer (regional compile, dynamic shapes) instead of the whole "
+                          "model. Off by default until measured on a GPU."},
     )
     max_tokens_per_batch: int | None = field(
         default=None,
@@ -151,6 +176,8 @@ class LlavaTrainingArguments(TrainingArguments):
             raise ValueError(f"--adapter_dtype must be one of {ADAPTER_DTYPES}, got {self.adapter_dtype!r}")
         if self.loss_chunk_size < 0:
             raise ValueError(f"--loss_chunk_size must be >= 0 (0: the stock loss), got {self.loss_chunk_size}")
+        self.padding_free = true_false_or_auto("padding_free", self.padding_free)
+        self.gradient_checkpointing = true_false_or_auto("gradient_checkpointing", self.gradient_checkpointing)
         super().__post_init__()
         if self.checkpoint_every_n_layers > 1:
             # HF Trainer passes `every_n_layers` from these kwargs to the model (transformers >= 5.17); 5.2x also
@@ -158,6 +185,16 @@ class LlavaTrainingArguments(TrainingArguments):
             for name in ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"):
                 if hasattr(self, name):
                     setattr(self, name, {**(getattr(self, name) or {}), "every_n_layers": self.checkpoint_every_n_layers})
+
+
+def true_false_or_auto(flag: str, value):
+    """`auto`, or a bool from a YAML bool or a command-line word (true/false/yes/no/1/0, any case); None stays None."""
+    if value is None or isinstance(value, bool):
+        return value
+    words = {"auto": "auto", "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if str(value).lower() not in words:
+        raise ValueError(f"--{flag} must be true, false or auto, got {value!r}")
+    return words[str(value).lower()]
 
 
 ARG_CLASSES = (ModelArguments, DataArguments, LlavaTrainingArguments)

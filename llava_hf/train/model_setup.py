@@ -41,6 +41,9 @@ def check_options(model_args: ModelArguments, training_args: LlavaTrainingArgume
         raise ValueError("--llm_name_or_path needs --vision_tower_name_or_path")
     if not (model_args.model_name_or_path or model_args.llm_name_or_path):
         raise ValueError("no model: give --model_name_or_path, or --llm_name_or_path and --vision_tower_name_or_path")
+    from .speed import check_speed_options
+
+    check_speed_options(training_args)
 
 
 def mixed_precision_dtype(training_args: LlavaTrainingArguments) -> torch.dtype:

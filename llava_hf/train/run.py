@@ -95,22 +95,14 @@ def validate(sources, tokenizer, template, max_length, data_args: DataArguments)
     return report.bad_samples if data_args.skip_bad_samples else frozenset()
 
 
-def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments) -> str:
-    """The speed options that live on the model: padding-free rows get the per-sample `packed_sdpa` attention unless
-    `--attn_implementation` names another, and the loss runs only where there are labels (`--loss_chunk_size`).
-    Returns the language model's attention implementation as loaded, which `train` restores at the end."""
-    loaded = model.config.text_config._attn_implementation
-    if training_args.padding_free and model_args.attn_implementation is None:
-        from ..models.packed_sdpa import NAME as PACKED_SDPA
+def configure_speed(model, model_args: ModelArguments, training_args: LlavaTrainingArguments, dataset=None) -> str:
+    """The speed options that live on the model (`train/speed.py`: rows and attention, supervised-only loss,
+    checkpointing sized by `dataset`'s longest micro-batch, fused kernels), each logged with its reason; resolves
+    `auto` in `training_args`. Returns the language model's attention implementation as loaded, which `train`
+    restores."""
+    from .speed import configure
 
-        layer_types = set(getattr(model.config.text_config, "layer_types", None) or ["full_attention"])
-        if layer_types != {"full_attention"}:
-            raise ValueError(f"--padding_free: the text model has {sorted(layer_types)} layers; packed_sdpa supports "
-                             "full attention only, so give --attn_implementation (flash_attention_2, flex_attention or "
-                             "sdpa) or --padding_free false")
-        model.language_model.set_attn_implementation(PACKED_SDPA)
-    model.enable_supervised_loss(training_args.loss_chunk_size or None)
-    return loaded
+    return configure(model, model_args.attn_implementation, training_args, dataset)
 
 
 @dataclass
@@ -163,9 +155,9 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
     if len(dataset) == 0:
         raise DataError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
 
-    loaded_attention = configure_speed(model, model_args, training_args)
     llava_model = model
     model = configure_trainable(model, training_args)
+    loaded_attention = configure_speed(llava_model, model_args, training_args, dataset)
     if training_args.ddp_find_unused_parameters is None:
         # Features come from ViT layer -2, so a trained ViT's last layer never gets a gradient.
         training_args.ddp_find_unused_parameters = training_args.tune_vision_tower != "frozen"
@@ -206,7 +198,8 @@ def run(prepared: PreparedRun):
         trainer.save_state()
     if training_args.save_strategy == "no":  # checkpoints here came from a stop signal, and the run is now complete
         delete_checkpoints(training_args, "--save_strategy no and the run is complete")
-    # The model handed back computes exactly what the saved folder reloads to (packed_sdpa is a training setting).
+    # The model handed back computes exactly what the saved folder reloads to (the packed attention is a training
+    # setting).
     prepared.model.language_model.set_attn_implementation(prepared.loaded_attention)
     return trainer
 

@@ -4,27 +4,37 @@ import random
 from collections import Counter
 
 import pytest
+import torch
 
 from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.data.sampler import TokenBudgetBatchSampler
 from tests.data.test_collator import item
+
+BOUNDARIES = {"cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k"}
 
 
 def test_flattened_batch_is_one_row_with_restarting_positions():
     batch = LlavaDataCollator(pad_token_id=0, padding_free=True)([
         item([1, 5, 2], [-100, 5, 2], image=1), item([7, 8], [7, 8]), item([1, 9, 9, 3], [-100, -100, 9, 3], image=3),
     ])
-    assert set(batch) == {"input_ids", "labels", "position_ids", "pixel_values"}
+    assert set(batch) == {"input_ids", "labels", "position_ids", "pixel_values", "target_positions", *BOUNDARIES}
     assert batch["input_ids"].tolist() == [[1, 5, 2, 7, 8, 1, 9, 9, 3]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
     # the second sample's first label would be predicted by the first sample's last token: dropped
     assert batch["labels"].tolist() == [[-100, 5, 2, -100, 8, -100, -100, 9, 3]]
     assert batch["pixel_values"][:, 0, 0, 0].tolist() == [1.0, 3.0]  # in the order their image tokens come
+    # the sample boundaries, computed once here for the varlen attention kernels (int32 offsets, Python int maximum)
+    for side in "qk":
+        assert batch[f"cu_seq_lens_{side}"].dtype == torch.int32
+        assert batch[f"cu_seq_lens_{side}"].tolist() == [0, 3, 5, 9] and batch[f"max_length_{side}"] == 4
+    # positions whose next token is a target (what the supervised-only loss computes the head for)
+    assert batch["target_positions"].tolist() == [0, 1, 3, 6, 7]
 
 
 def test_flattened_text_only_batch_and_errors():
     batch = LlavaDataCollator(pad_token_id=0, padding_free=True)([item([1, 2], [-100, 2])])
-    assert set(batch) == {"input_ids", "labels", "position_ids"}
+    assert set(batch) == {"input_ids", "labels", "position_ids", "target_positions", *BOUNDARIES}
+    assert batch["cu_seq_lens_q"].tolist() == [0, 2] and batch["target_positions"].tolist() == [0]
     with pytest.raises(ValueError, match="batch item 0: 2 input_ids but 1 labels"):
         LlavaDataCollator(0, padding_free=True)([item([1, 2], [2])])
 

@@ -9,7 +9,8 @@ from llava_hf.data.collator import LlavaDataCollator
 from llava_hf.export.stock_llava import stock_state_dict
 from llava_hf.models.internlm2 import InternLM2Config, internlm2_config_to_llama_config
 from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2ForConditionalGeneration
-from llava_hf.models.packed_sdpa import packed_sdpa_attention_forward, sample_boundaries
+from llava_hf.models import packed_attention
+from llava_hf.models.packed_attention import boundaries_from_position_ids, packed_sdpa_attention_forward
 
 IMAGE_TOKEN_ID = 95
 VISION = CLIPVisionConfig(
@@ -20,10 +21,10 @@ TEXT = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_lay
 ATTENTION = ["sdpa", "eager", "packed_sdpa"]
 
 
-def make_model(attn_implementation="sdpa", seed=0):
+def make_model(attn_implementation="sdpa", seed=0, text_model="internlm2"):
     torch.manual_seed(seed)
-    config = LlavaInternLM2Config(text_config=InternLM2Config(**TEXT), vision_config=VISION,
-                                  image_token_id=IMAGE_TOKEN_ID)
+    text = InternLM2Config(**TEXT) if text_model == "internlm2" else LlamaConfig(**TEXT)
+    config = LlavaInternLM2Config(text_config=text, vision_config=VISION, image_token_id=IMAGE_TOKEN_ID)
     model = LlavaInternLM2ForConditionalGeneration(config)
     model.language_model.set_attn_implementation(attn_implementation)
     return model
@@ -111,7 +112,8 @@ def test_a_flattened_sample_never_sees_its_neighbours(attn_implementation):
 
 def test_packed_sdpa_splits_at_sample_starts_like_the_block_diagonal_mask():
     position_ids = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
-    assert sample_boundaries(position_ids) == [0, 3, 5, 9]
+    bounds = boundaries_from_position_ids(position_ids)
+    assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 5, 9] and bounds["max_length_q"] == 4
     torch.manual_seed(0)
     query, key, value = torch.randn(1, 4, 9, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
     module = torch.nn.Module()
@@ -125,10 +127,58 @@ def test_packed_sdpa_splits_at_sample_starts_like_the_block_diagonal_mask():
     torch.testing.assert_close(out, torch.cat(expected, dim=2).transpose(1, 2), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 4096])
-def test_supervised_only_loss_equals_the_stock_loss(chunk_size):
+def varlen_stand_in(signature: str):
+    """torch's `varlen_attn` as each release spells it (2.10: `is_causal`; 2.11: `window_size` and `scale`; 2.12+:
+    also `enable_gqa`), computed with SDPA per sample on a CPU (the real kernel is CUDA only), refusing what the real
+    one refuses: fewer key/value heads than query heads without `enable_gqa`, a keyword its release lacks."""
+    keywords = {"2.10": {"is_causal"}, "2.11": {"window_size", "scale"},
+                "2.12": {"window_size", "scale", "enable_gqa"}}[signature]
+    calls = []
+
+    def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, **options):
+        assert set(options) <= keywords, options
+        assert cu_seq_q.dtype == torch.int32 and isinstance(max_q, int) and max_q == int(cu_seq_q.diff().max())
+        if key.shape[1] != query.shape[1]:
+            assert options.get("enable_gqa"), "GQA without enable_gqa"
+            key, value = (t.repeat_interleave(query.shape[1] // t.shape[1], dim=1) for t in (key, value))
+        causal = options.get("is_causal", options.get("window_size") == (-1, 0))
+        offsets = cu_seq_q.tolist()
+        calls.append(len(offsets) - 1)
+        return torch.cat([
+            torch.nn.functional.scaled_dot_product_attention(
+                *(t[start:end].transpose(0, 1) for t in (query, key, value)), is_causal=causal,
+                scale=options.get("scale")).transpose(0, 1)
+            for start, end in zip(offsets[:-1], offsets[1:])
+        ])
+
+    return (varlen_attn, frozenset(keywords)), calls
+
+
+@pytest.mark.parametrize("signature, text_model", [("2.10", "internlm2"), ("2.11", "internlm2"), ("2.12", "internlm2"),
+                                                    ("2.11", "llama")])
+def test_packed_varlen_gives_the_padded_loss_and_gradients_with_each_torch_signature(signature, text_model,
+                                                                                     monkeypatch):
+    """The GPU path's wiring (layout, causal flag, GQA, boundaries) against padded SDPA, one call per layer; also
+    through transformers' own Llama (its mask comes from transformers' masking utilities)."""
+    api, calls = varlen_stand_in(signature)
+    monkeypatch.setattr(packed_attention, "_varlen_api", lambda: api)
+    items = make_items()
+    padded_loss, padded_grads = loss_and_grads(make_model("sdpa", text_model=text_model).train(),
+                                               LlavaDataCollator(0)(items))
+    model = make_model(packed_attention.PACKED_VARLEN, text_model=text_model).train()
+    loss, grads = loss_and_grads(model, LlavaDataCollator(0, padding_free=True)(items))
+    assert calls == [3] * TEXT["num_hidden_layers"]  # one call per layer for the three samples
+    torch.testing.assert_close(loss, padded_loss, atol=1e-5, rtol=0)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("chunk_size, padding_free", [(1, True), (4, True), (4096, True), (4, False)])
+def test_supervised_only_loss_equals_the_stock_loss(chunk_size, padding_free):
+    """Padding-free rows bring the target positions from the collator; padded rows find them in the model."""
     model = make_model().train()
-    batch = LlavaDataCollator(pad_token_id=0, padding_free=True)(make_items())
+    batch = LlavaDataCollator(pad_token_id=0, padding_free=padding_free)(make_items())
+    assert ("target_positions" in batch) == padding_free
     for num_items in (None, torch.tensor(9)):
         kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
         model.enable_supervised_loss(None)
@@ -143,7 +193,7 @@ def test_supervised_only_loss_equals_the_stock_loss(chunk_size):
             torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5, msg=name)
     model.eval()  # evaluation and generation keep the logits
     with torch.no_grad():
-        assert model(**batch).logits.shape == (1, batch["input_ids"].shape[1], TEXT["vocab_size"])
+        assert model(**batch).logits.shape == (*batch["input_ids"].shape, TEXT["vocab_size"])
 
 
 def test_supervised_only_loss_without_targets_is_a_zero_with_a_graph():

@@ -148,6 +148,15 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def reads_row_boundaries(attn_implementation: str) -> bool:
+    """Whether this attention implementation reads a padding-free row's sample boundaries (`cu_seq_lens_q/k`,
+    `max_length_q/k`) itself, so the row needs no mask: transformers' flash-attention kernels and llava_hf's packed
+    attentions. (Building the mask anyway would make transformers search `position_ids` for the sample starts, a host
+    sync in every forward.)"""
+    function = ALL_ATTENTION_FUNCTIONS.get(attn_implementation)
+    return attn_implementation.startswith("flash_attention") or getattr(function, "reads_row_boundaries", False)
+
+
 class InternLM2Attention(nn.Module):
     """Attention with the packed `wqkv` projection.
 
@@ -350,8 +359,10 @@ class InternLM2Model(InternLM2PreTrainedModel):
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        # positional: the cache argument is `cache` in 5.2x and `past_key_values` before
-        causal_mask = create_causal_mask(self.config, inputs_embeds, attention_mask, past_key_values, position_ids)
+        if kwargs.get("cu_seq_lens_q") is not None and reads_row_boundaries(self.config._attn_implementation):
+            causal_mask = None  # a padding-free row whose boundaries came with the batch: no mask, no search for them
+        else:  # positional: the cache argument is `cache` in 5.2x and `past_key_values` before
+            causal_mask = create_causal_mask(self.config, inputs_embeds, attention_mask, past_key_values, position_ids)
 
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)

@@ -220,10 +220,17 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             image_mask = (inputs_embeds == image_token_embedding).all(-1)
         else:
             image_mask = input_ids == self.config.image_token_id
-        n_image_tokens = int(image_mask.sum())
         n_image_features = 0 if image_features is None else image_features.shape[0] * image_features.shape[1]
+        n_images = 0 if image_features is None else image_features.shape[0]
+        if self.training:
+            # Checked on the device, without a host sync in the training step (the dataset expands every `<image>` to
+            # image_seq_length tokens itself, and the data validator checks the samples before step 1).
+            torch._assert_async(image_mask.sum() == n_image_features,
+                                f"Image features and image tokens do not match: {n_images} image(s) give "
+                                f"{n_image_features} features, but the number of image tokens differs")
+            return image_mask
+        n_image_tokens = int(image_mask.sum())
         if n_image_tokens != n_image_features:
-            n_images = 0 if image_features is None else image_features.shape[0]
             raise ValueError(
                 f"Image features and image tokens do not match: the input has {n_image_tokens} image tokens "
                 f"(id {self.config.image_token_id}) but {n_images} image(s) give {n_image_features} features "
@@ -240,6 +247,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
 
     # Training-time loss switch (set by `enable_supervised_loss`): None keeps the stock loss over full logits.
     supervised_loss_chunk_size: int | None = None
+    # A fused `(head weight, hidden, targets) -> summed cross-entropy` that replaces the chunked head + cross-entropy
+    # (liger-kernel's fused linear cross-entropy, set by `models/fused_kernels.py`); None: the chunks.
+    supervised_loss_function = None
 
     def enable_supervised_loss(self, chunk_size: int | None) -> None:
         """In training mode with labels, compute the LM head and cross-entropy only at positions that have a target,
@@ -263,32 +273,43 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         num_items_in_batch: torch.Tensor | int | None = None,
         ignore_index: int = -100,
         shift_labels: torch.LongTensor | None = None,
+        target_positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """transformers' `ForCausalLMLoss` (position t predicts label t+1; the sum over targets divided by
         `num_items_in_batch`, else their mean) from the last hidden states, with the head applied only where there is
         a target, `supervised_loss_chunk_size` rows at a time. A batch without targets gives a zero that still reaches
-        every trainable weight (no NaN, no DDP hang)."""
+        every trainable weight (no NaN, no DDP hang).
+
+        `target_positions`: the flat indices (into batch x sequence) of the positions that have a target, as the
+        padding-free collator computes them on the host; without them they are found here, a host sync on a GPU."""
         if shift_labels is None:
             shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-        shift_labels = shift_labels.to(hidden_states.device)
-        supervised = shift_labels != ignore_index
-        hidden, targets = hidden_states[supervised], shift_labels[supervised]
+        shift_labels = shift_labels.to(hidden_states.device).reshape(-1)
+        flat_hidden = hidden_states.reshape(-1, hidden_states.shape[-1])
+        if target_positions is None:
+            target_positions = torch.nonzero(shift_labels != ignore_index).flatten()
+        target_positions = target_positions.to(hidden_states.device)
+        hidden, targets = flat_hidden.index_select(0, target_positions), shift_labels.index_select(0, target_positions)
         head = self.get_output_embeddings()
 
         def chunk_loss(chunk_hidden, chunk_targets):
             logits = head(chunk_hidden).float()
-            return nn.functional.cross_entropy(logits, chunk_targets, reduction="sum")
+            return nn.functional.cross_entropy(logits, chunk_targets, ignore_index=ignore_index, reduction="sum")
 
-        total = hidden_states.reshape(-1)[0].float() * 0.0  # keeps the graph (and DDP) alive when there is no target
-        chunk = self.supervised_loss_chunk_size or max(targets.numel(), 1)
-        for start in range(0, targets.numel(), chunk):
-            pieces = (hidden[start : start + chunk], targets[start : start + chunk])
-            if torch.is_grad_enabled():
-                total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
-            else:
-                total = total + chunk_loss(*pieces)
+        total = flat_hidden[0, 0].float() * 0.0  # keeps the graph (and DDP) alive when there is no target
+        n_targets = targets.shape[0]  # known on the host
+        chunk = self.supervised_loss_chunk_size or max(n_targets, 1)
+        if self.supervised_loss_function is not None:
+            total = total + self.supervised_loss_function(head.weight, hidden, targets)
+        else:
+            for start in range(0, n_targets, chunk):
+                pieces = (hidden[start : start + chunk], targets[start : start + chunk])
+                if torch.is_grad_enabled():
+                    total = total + torch.utils.checkpoint.checkpoint(chunk_loss, *pieces, use_reentrant=False)
+                else:
+                    total = total + chunk_loss(*pieces)
         if num_items_in_batch is None:
-            return total / max(targets.numel(), 1)
+            return total / (targets != ignore_index).sum().clamp(min=1)
         if torch.is_tensor(num_items_in_batch):
             num_items_in_batch = num_items_in_batch.to(total.device)
         return total / num_items_in_batch
@@ -322,7 +343,7 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         if use_cache is not False and cache is None and attention_mask is None and position_ids is not None:
             # A padding-free row (several samples, positions restarting at 0) is told apart by transformers' masking
             # only without a cache; a new cache would make it one causal sequence that attends across samples.
-            if find_packed_sequence_indices(position_ids) is not None:
+            if kwargs.get("cu_seq_lens_q") is not None or find_packed_sequence_indices(position_ids) is not None:
                 use_cache = False
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -342,6 +363,7 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             inputs_embeds = inputs_embeds + self._zero_projector_term().to(inputs_embeds.device)
 
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
+        target_positions = kwargs.pop("target_positions", None)  # the padding-free collator's; only our loss uses them
         if labels is not None and image_mask is not None:
             labels = labels.masked_fill(image_mask.to(labels.device), -100)
         text_inputs = dict(attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
@@ -350,7 +372,8 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             # the decoder alone: the head runs in `supervised_loss`, only where there are targets
             outputs = self.language_model.get_decoder()(**text_inputs)
             logits = None
-            loss = self.supervised_loss(outputs.last_hidden_state, labels, **loss_kwargs)
+            loss = self.supervised_loss(outputs.last_hidden_state, labels, target_positions=target_positions,
+                                        **loss_kwargs)
         else:
             outputs = self.language_model(**text_inputs, logits_to_keep=logits_to_keep)
             logits = outputs.logits
