@@ -12,7 +12,7 @@ GPU; `benchmarks/throughput.py --ours use_liger_kernel=true` / `compile_decoder_
 
 import types
 
-LIGER_INSTALL = "pip install liger-kernel (llava_hf's `liger` extra; it needs CUDA and Triton)"
+LIGER_INSTALL = "pip install 'llava_hf[liger]' (liger-kernel: it needs CUDA and Triton)"
 
 
 def _import_liger():
