@@ -293,7 +293,7 @@ def test_liger_is_refused_before_loading_without_cuda_or_the_package(monkeypatch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "liger_kernel", None)  # not installed
     args.use_cpu = False
-    with pytest.raises(UserInputError, match="needs liger-kernel: pip install liger-kernel"):
+    with pytest.raises(UserInputError, match=r"needs liger-kernel: pip install .llava_hf\[liger\]."):
         speed.check_speed_options(args)
 
 
