@@ -119,7 +119,7 @@ def test_help_shows_our_flags_grouped_then_config_then_hf_and_names_every_flag(c
 
 
 def test_every_hf_flag_is_still_accepted_under_both_spellings():
-    _, _, t = parse_args(["--adam_beta1", "0.8", "--ddp-timeout", "60", "--no_padding_free", "--lora-r", "8"])
+    _, _, t = parse_args(["--adam_beta1", "0.8", "--ddp-timeout", "60", "--padding_free", "false", "--lora-r", "8"])
     assert (t.adam_beta1, t.ddp_timeout, t.padding_free, t.lora_r) == (0.8, 60, False, 8)
 
 
