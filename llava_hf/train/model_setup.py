@@ -51,10 +51,21 @@ def mixed_precision_dtype(training_args: LlavaTrainingArguments) -> torch.dtype:
     return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
 
 
-def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTrainingArguments):
-    """The stage's starting model: a llava_internlm2 folder, or a new one assembled from an LLM + a CLIP."""
-    from transformers import AutoProcessor
+def load_processor(model_args: ModelArguments):
+    """The stage's processor, from files only (no weights): the data is validated and tokenized with it before the
+    model loads."""
+    if model_args.model_name_or_path:
+        from transformers import AutoProcessor
 
+        return AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    from ..models.llava_internlm2.builder import build_llava_processor
+
+    return build_llava_processor(model_args.llm_name_or_path, model_args.vision_tower_name_or_path)
+
+
+def load_model(model_args: ModelArguments, training_args: LlavaTrainingArguments, processor):
+    """The stage's starting model: a llava_internlm2 folder, or a new one assembled from an LLM + a CLIP around
+    `processor` (from `load_processor`). Returns the model and the processor that goes with it."""
     from ..models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
     from ..models.llava_internlm2.builder import build_llava_from_pretrained
 
@@ -67,10 +78,10 @@ def load_model_and_processor(model_args: ModelArguments, training_args: LlavaTra
         kwargs["quantization_config"] = quant
     if model_args.model_name_or_path:
         model = LlavaInternLM2ForConditionalGeneration.from_pretrained(model_args.model_name_or_path, **kwargs)
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     else:
         model, processor = build_llava_from_pretrained(
-            model_args.llm_name_or_path, model_args.vision_tower_name_or_path, model_args.projector_path, **kwargs
+            model_args.llm_name_or_path, model_args.vision_tower_name_or_path, model_args.projector_path,
+            processor=processor, **kwargs
         )
     model.config.use_cache = False
     return model, processor

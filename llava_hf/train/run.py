@@ -18,7 +18,7 @@ from ..data.tokenization import default_max_length
 from ..errors import UserInputError, first_line
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
-from .model_setup import check_options, configure_trainable, load_model_and_processor, trainable_parameter_summary
+from .model_setup import check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary
 
 logger = logging.getLogger("llava_hf.train")
 
@@ -135,14 +135,16 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
         raise UserInputError(f"--eval_chat_image {training_args.eval_chat_image}: no such file")
     check_hub_models(model_args)
 
-    set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
-    model, processor = load_model_and_processor(model_args, training_args)
+    processor = load_processor(model_args)  # files only: the data is checked before any weights load
     template = get_template(data_args.prompt_template, processor.tokenizer)
     max_length = data_args.max_length or default_max_length(processor.image_seq_length)
     pad_to_square = data_args.pad_image_to_square
     if pad_to_square is None:
         pad_to_square = training_args.stage == "finetune"
     exclude = validate(sources, processor.tokenizer, template, max_length, data_args) if data_args.validate_data else ()
+
+    set_seed(training_args.seed)  # before the model: a new projector's init must not depend on the process
+    model, processor = load_model(model_args, training_args, processor)
 
     cache_dir = data_args.tokenization_cache_dir or os.path.join(
         os.path.dirname(os.path.abspath(training_args.output_dir)), ".cache", "tokenized"

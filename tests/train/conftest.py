@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from llava_hf.testing import build_tiny_llava
+from llava_hf.train.model_setup import load_model, load_processor
 from tests.arithmetic import compare_threads
 
 MICRO = dict(image_size=28, patch_size=14, text_hidden_size=32, text_layers=1, vision_hidden_size=32, vision_layers=2)
@@ -79,3 +80,8 @@ def losses(trainer_or_state_dir):
     else:
         history = trainer_or_state_dir.state.log_history
     return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+def starting_model(model_args, training_args):
+    """The model a run with these arguments starts from, as `prepare` loads it (processor first, then weights)."""
+    return load_model(model_args, training_args, load_processor(model_args))[0]

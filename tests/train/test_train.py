@@ -13,12 +13,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from llava_hf.data.errors import DataError
 from llava_hf.errors import UserInputError
 from llava_hf.inference.loading import load_model_and_processor as load_for_inference
 from llava_hf.train import parse_args, train
-from llava_hf.train.model_setup import linear_layers, load_model_and_processor, lora_config
+from llava_hf.train.model_setup import linear_layers, lora_config
 from llava_hf.train.run import main
-from tests.train.conftest import common_args, losses
+from tests.train.conftest import common_args, losses, starting_model, write_data
 
 
 def run(argv):
@@ -40,7 +41,7 @@ def test_pretrain_trains_only_the_projector_and_loss_drops(stage1):
     model = trainer.model.eval()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("multi_modal_projector.") for n in trainable)
-    untrained, _ = load_model_and_processor(*parse_args(common_args(out, ("x", "y"), **{
+    untrained = starting_model(*parse_args(common_args(out, ("x", "y"), **{
         "llm_name_or_path": model.config.text_model_name_or_path,
         "vision_tower_name_or_path": model.config.vision_model_name_or_path}))[::2])
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
@@ -68,7 +69,7 @@ def test_finetune_starts_from_the_stage1_projector(stage1, image_data, tmp_path)
     out, _ = stage1
     saved = load_file(os.path.join(out, "model.safetensors"))
     model_args, _, training_args = parse_args(common_args(tmp_path, image_data, stage="finetune", model_name_or_path=str(out)))
-    model, _ = load_model_and_processor(model_args, training_args)
+    model = starting_model(model_args, training_args)
     for name, tensor in saved.items():
         assert torch.equal(model.state_dict()[name], tensor), name
 
@@ -143,6 +144,19 @@ def test_bad_options_fail_before_loading_anything(micro_base, image_data, tmp_pa
         parse_args(common_args(tmp_path, image_data, tune_llm="everything"))
 
 
+def test_bad_data_stops_the_run_before_any_weights_load(micro_base, tmp_path, monkeypatch):
+    data_path, images = write_data(tmp_path / "data", n_image=3, n_text=0)
+    os.remove(os.path.join(images, "1.png"))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was validated")
+
+    monkeypatch.setattr("llava_hf.train.run.load_model", no_weights)
+    with pytest.raises(DataError, match="data validation failed before step 1"):
+        run(common_args(tmp_path / "out", (data_path, images), llm_name_or_path=f"{micro_base}/llm",
+                        vision_tower_name_or_path=f"{micro_base}/clip"))
+
+
 @pytest.mark.parametrize("case", ["missing data file", "missing model folder", "unknown stage"])
 def test_user_mistakes_end_with_one_error_line_and_exit_status_2(micro_base, image_data, tmp_path, capsys, case):
     flags, expected = {
@@ -203,7 +217,7 @@ def test_a_hub_id_that_does_not_load_is_one_line_naming_the_flag(micro_base, ima
 def test_a_lora_rank_that_does_not_fit_the_model_is_one_warning(micro_base, tmp_path, caplog):
     model_args, _, training_args = parse_args(common_args(tmp_path, ("x", "y"), llm_name_or_path=f"{micro_base}/llm",
                                                           vision_tower_name_or_path=f"{micro_base}/clip"))
-    model, _ = load_model_and_processor(model_args, training_args)
+    model = starting_model(model_args, training_args)
     widths = {(m.in_features, m.out_features) for m in linear_layers(model.language_model, set()).values()}
     assert (32, 32) in widths  # the micro LLM's attention output: an adapter of rank >= 16 is as big as the layer
 

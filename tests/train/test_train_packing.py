@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llava_hf.train import parse_args, train
-from tests.train.conftest import common_args, losses, write_data
+from tests.train.conftest import common_args, losses, starting_model, write_data
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +73,12 @@ def test_token_budget_batches_shard_over_two_processes(micro_base, mixed_data, t
 
 @pytest.mark.parametrize("adapter_dtype, expected", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
 def test_adapter_dtype(micro_base, mixed_data, tmp_path, adapter_dtype, expected):
-    from llava_hf.train.model_setup import configure_trainable, load_model_and_processor
+    from llava_hf.train.model_setup import configure_trainable
 
     model_args, _, training_args = parse_args(common_args(tmp_path, mixed_data, **base_args(
         micro_base, torch_dtype="bfloat16", tune_llm="lora", lora_r=4, tune_vision_tower="lora", vision_lora_r=2,
         adapter_dtype=adapter_dtype)))
-    model, _ = load_model_and_processor(model_args, training_args)
+    model = starting_model(model_args, training_args)
     model = configure_trainable(model, training_args)
     lora = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
     assert lora == {expected}

@@ -4,10 +4,10 @@ projector weights (tiny random ones for tests and the demo: `llava_hf.testing`).
 import os
 
 import torch
-from transformers import AddedToken, AutoModelForCausalLM, AutoTokenizer
+from transformers import AddedToken, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 # The PIL image processor, named explicitly: LLaVA's and XTuner's pixels, with or without torchvision installed
 # (`CLIPImageProcessor` means the torchvision one in transformers 5, and warns when it falls back to PIL).
-from transformers import CLIPImageProcessorPil, CLIPVisionModel
+from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
 from .checkpoint_io import copy_tensors_into, full_shape, read_tensors
 from .configuration_llava_internlm2 import LlavaInternLM2Config
@@ -20,6 +20,24 @@ from .processing_llava_internlm2 import LlavaInternLM2Processor, chat_stop_token
 PROJECTOR_PREFIX = "multi_modal_projector."
 
 
+def build_llava_processor(
+    llm_name_or_path: str, vision_name_or_path: str, image_token: str = "<image>", **config_overrides
+) -> LlavaInternLM2Processor:
+    """The processor of the model `build_llava_from_pretrained` builds from these folders, read from their tokenizer,
+    image-processor and config files only: training validates and tokenizes its data with it before any weights
+    load, so a bad sample stops a 7B run in seconds. `config_overrides` as for the model (they decide the image
+    token count)."""
+    config = LlavaInternLM2Config(
+        text_config=AutoConfig.from_pretrained(llm_name_or_path),
+        vision_config=CLIPVisionConfig.from_pretrained(vision_name_or_path),
+        **config_overrides,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
+    add_image_token(tokenizer, image_token)
+    return LlavaInternLM2Processor(CLIPImageProcessorPil.from_pretrained(vision_name_or_path), tokenizer,
+                                   image_token=image_token, image_seq_length=config.image_seq_length)
+
+
 def build_llava_from_pretrained(
     llm_name_or_path: str,
     vision_name_or_path: str,
@@ -28,6 +46,7 @@ def build_llava_from_pretrained(
     image_token: str = "<image>",
     attn_implementation: str | None = None,
     quantization_config=None,
+    processor: LlavaInternLM2Processor | None = None,
     **config_overrides,
 ) -> tuple[LlavaInternLM2ForConditionalGeneration, LlavaInternLM2Processor]:
     """A new model from a causal-LM folder (+ its tokenizer) and a CLIP folder (+ its image processor).
@@ -37,20 +56,21 @@ def build_llava_from_pretrained(
     projector-only checkpoints can be rebuilt), and loads `projector_path` (a safetensors file, or a folder
     whose weights hold `multi_modal_projector.*`) when given. `config_overrides` go to `LlavaInternLM2Config`
     (e.g. `vision_feature_layer`, `projector_hidden_act`); `quantization_config` applies to the LLM only.
+    `processor`: the one `build_llava_processor` made from the same folders, reused instead of read again.
     """
     load_kwargs = {"dtype": dtype, "attn_implementation": attn_implementation}
     load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
     lm_kwargs = dict(load_kwargs, **({"quantization_config": quantization_config} if quantization_config else {}))
-    tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
+    if processor is None:
+        processor = build_llava_processor(llm_name_or_path, vision_name_or_path, image_token, **config_overrides)
     language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **lm_kwargs)
     vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **load_kwargs)
-    image_processor = CLIPImageProcessorPil.from_pretrained(vision_name_or_path)
     model, processor = assemble_llava(
         language_model,
         vision_tower,
-        tokenizer,
-        image_processor,
-        image_token,
+        processor.tokenizer,
+        processor.image_processor,
+        processor.image_token,
         text_model_name_or_path=_source(llm_name_or_path),
         vision_model_name_or_path=_source(vision_name_or_path),
         **config_overrides,
@@ -72,8 +92,7 @@ def load_projector_weights(model: LlavaInternLM2ForConditionalGeneration, path: 
 def assemble_llava(language_model, vision_tower, tokenizer, image_processor, image_token="<image>", **config_fields):
     """Model + processor around built backbones: adds `image_token` to the tokenizer (growing the vocabulary with
     mean rows when needed), a fresh projector, the chat stop tokens; `config_fields` go to the config."""
-    tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
-    image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+    image_token_id = add_image_token(tokenizer, image_token)
     vocab_rows = full_shape(language_model.get_input_embeddings().weight)[0]  # also under DeepSpeed ZeRO-3
     resize_token_embeddings_to_mean(language_model, max(vocab_rows, image_token_id + 1))
     config = LlavaInternLM2Config(
@@ -90,6 +109,12 @@ def assemble_llava(language_model, vision_tower, tokenizer, image_processor, ima
     return model, processor
 
 
+def add_image_token(tokenizer, image_token: str) -> int:
+    """The image placeholder as one special token (added once; adding it again changes nothing); its id."""
+    tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(image_token)
+
+
 def set_chat_stop_tokens(generation_config, tokenizer) -> None:
     """Chat turns end with the template's end-of-turn token, not EOS (internlm2-chat: `</s>` and `<|im_end|>`):
     generation stops at either, and pads with the tokenizer's pad token."""
@@ -104,4 +129,5 @@ def _source(name_or_path: str) -> str:
     return os.path.abspath(name_or_path) if os.path.isdir(name_or_path) else name_or_path
 
 
-__all__ = ["assemble_llava", "build_llava_from_pretrained", "load_projector_weights", "set_chat_stop_tokens"]
+__all__ = ["assemble_llava", "build_llava_from_pretrained", "build_llava_processor", "load_projector_weights",
+           "set_chat_stop_tokens"]
