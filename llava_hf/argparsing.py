@@ -10,6 +10,8 @@
 """
 
 import argparse
+
+from .errors import USAGE_ERROR
 import copy
 
 DASHES_EPILOG = "Every --flag_name may also be written --flag-name."
@@ -54,7 +56,7 @@ class OneLineErrors:
         return super().add_argument(*spelled, **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 class ArgumentParser(OneLineErrors, argparse.ArgumentParser):

@@ -1,6 +1,6 @@
 """How a user mistake is reported: our own messages whole, a library's first line only, exit status 2."""
 
-from llava_hf.cli.exit_codes import USAGE_ERROR, report_user_error
+from llava_hf.errors import USAGE_ERROR, report_user_error
 from llava_hf.data.errors import DataError
 
 

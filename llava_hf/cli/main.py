@@ -5,7 +5,7 @@ Subcommand modules import only the standard library at the top (the heavy import
 Every parser is a `llava_hf.argparsing.ArgumentParser` (the subcommand parsers `add_parser` makes are of the
 same class): no abbreviations, flags spelled `--data_path` (`--data-path` works too), one-line usage errors.
 A user mistake raised by any command (`UserInputError`, a loader's ValueError/OSError naming a file) ends as one
-`llava-hf COMMAND: error: ...` line with exit status 2; see `exit_codes`.
+`llava-hf COMMAND: error: ...` line with exit status 2; see `llava_hf.errors`.
 """
 
 import importlib
@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..argparsing import ArgumentParser
-from . import exit_codes
+from .. import errors
 
 # name -> (module with `add_arguments(parser)` and `run(args)`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -43,12 +43,12 @@ def run_command(name: str, args, prog: str) -> int:
     """Run subcommand `name` with parsed `args`: a user mistake is one `PROG: error: ...` line and exit status 2."""
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
-        return module.run(args) or exit_codes.OK
+        return module.run(args) or errors.OK
     except KeyboardInterrupt:  # Ctrl-C while loading, or in a scripted run
         print(file=sys.stderr)
-        return exit_codes.INTERRUPTED
-    except exit_codes.USER_ERRORS as error:
-        return exit_codes.report_user_error(prog, error)
+        return errors.INTERRUPTED
+    except errors.USER_ERRORS as error:
+        return errors.report_user_error(prog, error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         subparsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
-        return exit_codes.OK
+        return errors.OK
     return run_command(args.command, args, f"llava-hf {args.command}")
 
 

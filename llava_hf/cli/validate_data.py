@@ -6,7 +6,7 @@ turns, a last `human` turn without a reply (both as LLaVA and XTuner do), replie
 
 import argparse
 
-from .exit_codes import FAILED_CHECK, OK
+from ..errors import FAILED_CHECK, OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

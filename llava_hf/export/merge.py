@@ -19,10 +19,11 @@ import os
 from ..errors import UserInputError
 from ..dtypes import resolve_dtype
 from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type
-from .adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
+from ..models.adapters import (
+    CLIP_MODEL_TYPES, adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton,
+)
 from .output_folder import atomic_output_folder, check_output_folder
 
-CLIP_MODEL_TYPES = ("clip", "clip_vision_model")
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
 

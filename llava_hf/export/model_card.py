@@ -17,7 +17,7 @@ import os
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, stored_tensor_names
-from .adapters import adapter_base, is_adapter_folder
+from ..models.adapters import adapter_base, is_adapter_folder
 
 TRAINING_SUMMARY = "training_summary.json"
 MMBENCH_RESULT = "mmbench_result.json"

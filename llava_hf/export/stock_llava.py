@@ -45,7 +45,7 @@ def export_stock_llava(src: str, out: str, dtype: str = "auto", max_shard_size: 
     """Write `src` (any folder `llava-hf merge` accepts: adapters are merged first) as a stock LLaVA folder."""
     from transformers import AutoConfig
 
-    from .adapters import adapter_base
+    from ..models.adapters import adapter_base
     from .model_card import build_model_card, save_model_card
     from .transformers4_files import add_transformers4_files
 

@@ -21,7 +21,7 @@ from ..errors import UserInputError
 from ..dtypes import resolve_dtype
 from ..inference.loading import build_from_xtuner, check_xtuner_layout
 from ..models.llava_internlm2.builder import PROJECTOR_PREFIX
-from .adapters import PEFT_PREFIX
+from ..models.adapters import PEFT_PREFIX
 from .merge import DEFAULT_MAX_SHARD_SIZE, save_model_folder
 from .output_folder import atomic_output_folder, check_output_folder
 

@@ -15,13 +15,13 @@ import os
 
 import torch
 
+from ..models.adapters import ADAPTER_CONFIG
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
 from ..dtypes import resolve_dtype
 from ..errors import UserInputError, first_line
 
 LLAVA_MODEL_TYPE = "llava_internlm2"
-ADAPTER_CONFIG = "adapter_config.json"
 # XTuner's ProjectorModel is `nn.Sequential(Linear, GELU, Linear)`; ours names the two linears.
 XTUNER_PROJECTOR_KEYS = {"model.0.": "linear_1.", "model.2.": "linear_2."}
 
@@ -168,7 +168,7 @@ def load_adapter_output(folder, options):
     from peft import PeftModel
     from transformers import AutoProcessor
 
-    from ..export.adapters import adapter_base, check_adapter_fits
+    from ..models.adapters import adapter_base, check_adapter_fits
 
     folder = str(folder)
     model, base_processor = load_model_folder(adapter_base(folder), options)
@@ -203,7 +203,7 @@ def check_xtuner_layout(llm, visual_encoder, llava, llm_option="--llm") -> dict:
     `--llm` / `--visual_encoder`. Returns {"llm", "visual_encoder", "projector": its weights under our names,
     "adapters": {attribute: (folder, weights)}}: what was read to check it is kept for the build.
     """
-    from ..export.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
+    from ..models.adapters import bare_backbone_from_config, check_adapter_fits, read_adapter_weights, skeleton
 
     if llava is None:
         raise UserInputError("the XTuner-style triple needs --llava DIR")
@@ -234,7 +234,7 @@ def backbone_kind(folder) -> tuple[str | None, str]:
     config's `architectures` (or `model_type` when it lists none) alone."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from ..export.merge import CLIP_MODEL_TYPES
+    from ..models.adapters import CLIP_MODEL_TYPES
 
     config = read_config_json(folder)
     if config is None:
@@ -306,7 +306,7 @@ def attach_xtuner_adapter(module, folder, weights):
     """
     from peft import PeftConfig, PeftModel, set_peft_model_state_dict
 
-    from ..export.adapters import PEFT_PREFIX
+    from ..models.adapters import PEFT_PREFIX
 
     peft_model = PeftModel(module, PeftConfig.from_pretrained(folder))  # injects LoRA layers into `module`
     weights = dict(weights)  # padded rows replace tensors in this copy only
@@ -344,7 +344,7 @@ def check_xtuner_projector(folder, llm, visual_encoder) -> dict:
 
     from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2MultiModalProjector
 
-    from ..export.adapters import skeleton
+    from ..models.adapters import skeleton
 
     config = LlavaInternLM2Config(text_config=AutoConfig.from_pretrained(llm),
                                   vision_config=CLIPVisionConfig.from_pretrained(visual_encoder))

@@ -12,10 +12,9 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
-from ..cli.exit_codes import OK, USAGE_ERROR
 from ..data.errors import DataError
 from ..data.tokenization import default_max_length
-from ..errors import UserInputError, first_line
+from ..errors import OK, USAGE_ERROR, USER_ERRORS, UserInputError, first_line, report_user_error
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
 from .model_setup import check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary
@@ -217,7 +216,6 @@ def main(argv=None) -> int:
     """Entry point of `examples/train.py`: with no data and no model, run the built-in demo. Returns the exit status:
     0 when trained; 2 when a user mistake (a wrong path, option or data, found before step 1) was reported as one
     `error:` line; 128 + the signal number when a stop signal saved a checkpoint and ended training."""
-    from ..cli.exit_codes import USER_ERRORS, report_user_error
     from .arguments import parse_args
     from .checkpointing import TrainingInterrupted, resolve_resume
 

@@ -1,4 +1,5 @@
-"""PEFT adapter folders: where their base model is, and whether they fit it, checked before anything is merged.
+"""PEFT adapter folders: where their base model is, and whether they fit it, checked before anything is merged or
+loaded. Read by both `export/` (merge) and `inference/` (the loader), so it lives below both.
 
 PEFT itself reports an adapter trained on another base as a `load_state_dict` size-mismatch dump (or not at
 all, for modules the base lacks). Here every tensor is matched to its module first and the first misfit is one
@@ -10,11 +11,14 @@ import os
 
 import torch
 
-from ..errors import UserInputError
-from ..inference.loading import ADAPTER_CONFIG
-from ..models.llava_internlm2.checkpoint_io import resolve_recorded_path
+from transformers.utils import ADAPTER_CONFIG_NAME as ADAPTER_CONFIG
+from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME
 
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+from ..errors import UserInputError
+from .llava_internlm2.checkpoint_io import resolve_recorded_path
+
+ADAPTER_WEIGHTS = (ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
+CLIP_MODEL_TYPES = ("clip", "clip_vision_model")  # what a bare vision tower's (or its adapter's base) config says
 PEFT_PREFIX = "base_model.model."
 LORA_SUFFIXES = {".lora_A.weight": "in_features", ".lora_B.weight": "out_features"}
 
