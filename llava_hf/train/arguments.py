@@ -127,7 +127,7 @@ class LlavaTrainingArguments(TrainingArguments):
     use_liger_kernel: bool = field(
         default=False,
         metadata={"help": "liger-kernel's fused RMSNorm, SwiGLU, rotary and linear cross-entropy on our modules "
-                          "(CUDA + Triton; pip install liger-kernel). Off by default until measured on a GPU."},
+                          "(CUDA + Triton; pip install 'llava_hf[liger]'). Off by default until measured on a GPU."},
     )
     compile_decoder_layers: bool = field(
         default=False,
