@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import torch
 
 from .conversation import LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED, check_conversations
-from .errors import DataError, describe_sample
+from .errors import DataError, describe_image, describe_sample
 from .images import load_image, resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
@@ -83,8 +83,8 @@ class LlavaDataset(torch.utils.data.Dataset):
                 path, _ = resolve_image_path(source.image_folder, relative_path)
                 images.append(load_image(path))
             except ValueError as e:
-                which = f"image {number} of {len(row['images'])}: " if len(row["images"]) > 1 else ""
-                raise DataError(f"{describe_sample(source.data_path, row['index'], row['id'])}: {which}{e}") from e
+                where = describe_sample(source.data_path, row["index"], row["id"])
+                raise DataError(f"{where}: {describe_image(number, len(row['images']))}{e}") from e
         return images
 
     def preprocess_images(self, images) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from .conversation import check_conversations
-from .errors import DataError, describe_sample
+from .errors import DataError, describe_image, describe_sample
 from .images import resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import CHAT_TEMPLATE, DEFAULT_TEMPLATE, PromptTemplate, get_template
@@ -191,8 +191,7 @@ class _SampleChecker:
                 try:
                     counts["image_found_by_stem"] += check_image_file(self.source.image_folder, image, self.max_image_pixels)
                 except ValueError as e:
-                    which = f"image {number} of {len(images)}: " if len(images) > 1 else ""
-                    problems.append(problem("bad_image", which + str(e)))
+                    problems.append(problem("bad_image", describe_image(number, len(images)) + str(e)))
         if self.tokenizer is not None and not any(p.severity == ERROR for p in problems):
             input_ids, labels = tokenize_conversation(
                 record["conversations"], self.tokenizer, self.template, image_token_id=_PLACEHOLDER_IMAGE_ID,
