@@ -91,7 +91,9 @@ def check_conversations(conversations, has_image: bool | int) -> Trimmed:
         if in_reply is not None:
             raise ValueError(f"conversations[{in_reply}] is a 'gpt' turn with '<image>'; images go in 'human' turns")
         if total != n_images:
-            raise ValueError(f"conversation has {total} '<image>' tokens but the sample has {n_images} images; "
+            left_out = sum(m["value"].count(IMAGE_TOKEN) for m in conversations[:start] + conversations[end:])
+            where = f" ({left_out} more in the turns training leaves out)" if left_out else ""
+            raise ValueError(f"conversation has {total} '<image>' tokens{where} but the sample has {n_images} images; "
                              "'image' lists one path per '<image>', in order")
     return Trimmed(start, end)
 
