@@ -1,6 +1,7 @@
 """`llava-hf chat`: talk to a trained model in the terminal, or script it.
 
-Interactive (stdin is a terminal): streamed answers, `/image PATH` adds an image to the next turn, `/reset`
+Interactive (stdin is a terminal): streamed answers, `/image PATH` adds an image to the next turn (repeat it for
+several; any turn may bring images, each goes where the next message starts), `/reset`
 starts over, `/exit` (or Ctrl-D) quits, Ctrl-C stops the current answer. Scripted: `--prompt TEXT` answers
 once; otherwise each stdin line is a turn. stdout carries only answers, everything else goes to stderr.
 """
@@ -13,7 +14,7 @@ import sys
 from llava_hf.demo.paths import DEMO_FINETUNE
 from llava_hf.dtypes import DTYPE_CHOICES
 
-COMMANDS_HELP = "commands: /image PATH (image for the next turn), /reset (new conversation), /exit"
+COMMANDS_HELP = "commands: /image PATH (an image for the next turn; repeat for several), /reset (new conversation), /exit"
 
 
 def add_arguments(parser: argparse.ArgumentParser):

@@ -23,8 +23,9 @@ class LlavaDataCollator:
     Padded (default): right padding; the mask comes from each item's length, not from `input_ids != pad`,
     because pad may equal EOS. `padding_free=True`: one row `[1, total length]` with `position_ids`, the sample
     boundaries and `target_positions` instead of an attention mask (see the module docstring).
-    `pixel_values` stacks the images of the samples that have one, in batch order (the order the model
-    fills image tokens); it is omitted for an all-text batch.
+    `pixel_values` `[n_images, 3, H, W]` holds the images of the samples that have any (`[3, H, W]` for one,
+    `[n, 3, H, W]` for several), in batch order and within a sample in the order of its image tokens, which is the
+    order the model fills image tokens in; it is omitted for an all-text batch.
     """
 
     def __init__(self, pad_token_id: int, padding_free: bool = False):
@@ -42,10 +43,10 @@ class LlavaDataCollator:
         batch = self._flatten(items) if self.padding_free else self._pad(items)
         images = [item["pixel_values"] for item in items if item.get("pixel_values") is not None]
         if images:
-            shapes = {tuple(image.shape) for image in images}
+            shapes = {tuple(image.shape[-3:]) for image in images}
             if len(shapes) > 1:
                 raise ValueError(f"images in one batch must share a shape, got {sorted(shapes)}")
-            batch["pixel_values"] = torch.stack(images)
+            batch["pixel_values"] = torch.cat([image.reshape(-1, *image.shape[-3:]) for image in images])
         return batch
 
     def _pad(self, items: list[dict]) -> dict[str, torch.Tensor]:

@@ -1,7 +1,7 @@
 """`LlavaDataset`: tokenized text (built once, cached on disk) + images decoded lazily per item.
 
-The text table stores the compact encoding (the image is one token) so a 665K-sample cache stays small;
-`__getitem__` expands the image token to `image_seq_length` positions and preprocesses the image.
+The text table stores the compact encoding (each image is one token) so a 665K-sample cache stays small;
+`__getitem__` expands every image token to `image_seq_length` positions and preprocesses the sample's images.
 """
 
 import json
@@ -14,12 +14,13 @@ from collections.abc import Collection, Sequence
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from .conversation import LEADING_GPT_STRIPPED, TRAILING_HUMAN_DROPPED, check_conversations
-from .errors import DataError, describe_sample
+from .errors import DataError, describe_image, describe_sample
 from .images import load_image, resolve_image_path
-from .sources import DataSource, check_record, iter_records, sample_id, sample_image
+from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
 from .tokenization import (
     DEFAULT_MAX_LENGTH, BulkEncoder, expand_image_tokens, has_supervised_tokens, tokenize_conversation,
@@ -29,13 +30,16 @@ from .tokenized_cache import load_or_build
 logger = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 20
+IMAGES_CUT_OFF = "images_cut_by_truncation"  # a sample whose last images lost their token to max_length
 
 
 class LlavaDataset(torch.utils.data.Dataset):
-    """Items: `{"input_ids", "labels"}` (LongTensor) plus `"pixel_values"` [3, H, W] for samples with an image.
+    """Items: `{"input_ids", "labels"}` (LongTensor) plus `"pixel_values"` for samples with images: `[3, H, W]` for
+    one image, `[n, 3, H, W]` for several (in the order of their tokens).
 
-    `modality_lengths` (negative for text-only samples) feeds `ModalityLengthGroupedSampler`;
-    `stats` counts what was read, kept, dropped (no supervised token left) and skipped (bad samples).
+    `modality_lengths` (full lengths, every image's tokens counted; negative for text-only samples) feeds
+    `ModalityLengthGroupedSampler`; `image_counts` holds each sample's number of images; `stats` counts what was read,
+    kept, dropped (no supervised token left) and skipped (bad samples).
     """
 
     def __init__(self, table: datasets.Dataset, sources: Sequence[DataSource], processor, pad_to_square: bool,
@@ -52,9 +56,8 @@ class LlavaDataset(torch.utils.data.Dataset):
         self.image_seq_length = processor.image_seq_length
         # whole columns at once (`[:]`): iterating a 665K-row Column costs seconds per column
         self.lengths: list[int] = table["length"][:]
-        self.modality_lengths: list[int] = [
-            n if image is not None else -n for n, image in zip(self.lengths, table["image"][:])
-        ]
+        self.image_counts: list[int] = pc.list_value_length(table.with_format("arrow")["images"]).to_pylist()
+        self.modality_lengths: list[int] = [n if images else -n for n, images in zip(self.lengths, self.image_counts)]
 
     def __len__(self) -> int:
         return len(self.table)
@@ -63,26 +66,32 @@ class LlavaDataset(torch.utils.data.Dataset):
         row = self.table[int(i)]
         input_ids, labels = expand_image_tokens(row["input_ids"], row["labels"], self.image_token_id, self.image_seq_length)
         item = {"input_ids": input_ids, "labels": labels}
-        if row["image"] is not None:
+        if row["images"]:
             pixels = self.image_cache.get(int(i)) if self.image_cache is not None else None
             if pixels is None:
-                pixels = self.preprocess_image(self.load_sample_image(row))
+                pixels = self.preprocess_images(self.load_sample_images(row))
                 if self.image_cache is not None:
                     self.image_cache[int(i)] = pixels
             item["pixel_values"] = pixels
         return item
 
-    def load_sample_image(self, row):
+    def load_sample_images(self, row) -> list:
         source = self.sources[row["source"]]
-        try:
-            path, _ = resolve_image_path(source.image_folder, row["image"])
-            return load_image(path)
-        except ValueError as e:
-            raise DataError(f"{describe_sample(source.data_path, row['index'], row['id'])}: {e}") from e
+        images = []
+        for number, relative_path in enumerate(row["images"], start=1):
+            try:
+                path, _ = resolve_image_path(source.image_folder, relative_path)
+                images.append(load_image(path))
+            except ValueError as e:
+                where = describe_sample(source.data_path, row["index"], row["id"])
+                raise DataError(f"{where}: {describe_image(number, len(row['images']))}{e}") from e
+        return images
 
-    def preprocess_image(self, image) -> torch.Tensor:
-        """The one place images meet the processor (expand-to-square, resize, normalize)."""
-        return self.processor.preprocess_images([image], pad_to_square=self.pad_to_square)[0]
+    def preprocess_images(self, images) -> torch.Tensor:
+        """The one place images meet the processor (expand-to-square, resize, normalize): `[3, H, W]` for one image
+        (as LLaVA-1.5 items are), `[n, 3, H, W]` for several."""
+        pixels = self.processor.preprocess_images(images, pad_to_square=self.pad_to_square)
+        return pixels[0] if len(images) == 1 else pixels
 
 
 def build_llava_dataset(
@@ -132,12 +141,16 @@ def build_llava_dataset(
         logger.warning("LLaVA data: leading 'gpt' turns stripped from %d samples, an unanswered last 'human' turn "
                        "dropped from %d (as LLaVA and XTuner do; `llava-hf validate-data` lists them)",
                        stats[LEADING_GPT_STRIPPED], stats[TRAILING_HUMAN_DROPPED])
+    if stats.get(IMAGES_CUT_OFF):
+        logger.warning("LLaVA data: %d samples lost their last images to truncation at max_length=%d (each image "
+                       "counts as one token there); they train with the images whose tokens remain",
+                       stats[IMAGES_CUT_OFF], max_length)
     return LlavaDataset(table, sources, processor, pad_to_square, stats, cache_images=cache_images)
 
 
 _TABLE_FEATURES = datasets.Features({
     "source": datasets.Value("int32"), "index": datasets.Value("int64"), "id": datasets.Value("string"),
-    "image": datasets.Value("string"), "input_ids": datasets.Sequence(datasets.Value("int32")),
+    "images": datasets.Sequence(datasets.Value("string")), "input_ids": datasets.Sequence(datasets.Value("int32")),
     "labels": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32"),
     "status": datasets.Value("string"), "error": datasets.Value("string"),
     "trimmed": datasets.Sequence(datasets.Value("string")),
@@ -157,29 +170,32 @@ class _SampleEncoder:
         self.image_seq_length = image_seq_length
 
     def __call__(self, batch):
-        out = {name: [] for name in ("id", "image", "input_ids", "labels", "length", "status", "error", "trimmed")}
+        out = {name: [] for name in ("id", "images", "input_ids", "labels", "length", "status", "error", "trimmed")}
         for source_index, index, text in zip(batch["source"], batch["index"], batch["record"]):
             record = json.loads(text)
             source = self.sources[source_index]
-            image, input_ids, labels, status, error, trimmed = None, [], [], "ok", None, []
+            images, input_ids, labels, status, error, trimmed = [], [], [], "ok", None, []
             try:
                 check_record(record)
-                image = sample_image(record)
-                if image is not None and source.image_folder is None:
+                images = sample_images(record)
+                if images and source.image_folder is None:
                     raise ValueError("sample has an 'image' but its data source has no image_folder")
                 input_ids, labels = tokenize_conversation(
                     record["conversations"], self.tokenizer, self.template, image_token_id=self.image_token_id,
-                    max_length=self.max_length, has_image=image is not None,
+                    max_length=self.max_length, has_image=len(images),
                 )
                 if not has_supervised_tokens(labels):
                     status = "no_supervised_tokens"
                 conversations = record["conversations"]
-                trimmed = [kind for kind, _ in check_conversations(conversations, image is not None).warnings(conversations)]
+                trimmed = [kind for kind, _ in check_conversations(conversations, len(images)).warnings(conversations)]
             except ValueError as e:
                 status, error = "bad", f"{describe_sample(source.data_path, index, sample_id(record))}: {e}"
-            n_image_tokens = input_ids.count(self.image_token_id) if image is not None else 0
+            n_image_tokens = input_ids.count(self.image_token_id) if images else 0
+            if n_image_tokens < len(images) and status == "ok":  # truncation cut the last images' tokens off
+                images = images[:n_image_tokens]
+                trimmed.append(IMAGES_CUT_OFF)
             length = len(input_ids) + n_image_tokens * (self.image_seq_length - 1)
-            row = dict(id=sample_id(record), image=image, input_ids=input_ids, labels=labels, length=length,
+            row = dict(id=sample_id(record), images=images, input_ids=input_ids, labels=labels, length=length,
                        status=status, error=error, trimmed=trimmed)
             for name, value in row.items():
                 out[name].append(value)
@@ -216,8 +232,8 @@ def _records_table(sources, exclude, stats) -> datasets.Dataset:
 
 def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, image_seq_length, skip_bad_samples,
                       exclude, num_proc):
-    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "excluded": 0, "bad": 0, "no_supervised_tokens": 0,
-             LEADING_GPT_STRIPPED: 0, TRAILING_HUMAN_DROPPED: 0}
+    stats = {"samples": 0, "kept": 0, "with_image": 0, "text_only": 0, "multi_image": 0, "excluded": 0, "bad": 0,
+             "no_supervised_tokens": 0, LEADING_GPT_STRIPPED: 0, TRAILING_HUMAN_DROPPED: 0}
     records = _records_table(sources, exclude, stats)
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, 16) if len(records) >= PARALLEL_THRESHOLD else 1
@@ -244,6 +260,8 @@ def _tokenize_sources(sources, tokenizer, template, max_length, image_token_id, 
     stats.update(Counter(kind for kinds in table["trimmed"][:] for kind in kinds))  # counted on the kept samples
     table = table.remove_columns(["status", "error", "trimmed"])
     stats["kept"] = len(table)
-    stats["text_only"] = table["image"][:].count(None)
+    image_counts = pc.list_value_length(table.with_format("arrow")["images"])
+    stats["text_only"] = int(pc.sum(pc.equal(image_counts, 0)).as_py() or 0)
     stats["with_image"] = stats["kept"] - stats["text_only"]
+    stats["multi_image"] = int(pc.sum(pc.greater(image_counts, 1)).as_py() or 0)
     return table, stats

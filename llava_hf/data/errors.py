@@ -11,3 +11,8 @@ def describe_sample(data_path: str, index: int, sample_id=None) -> str:
     """`file.json sample #12 (id '000000033471')`: the prefix every per-sample message starts with."""
     where = f"{data_path} sample #{index}"
     return f"{where} (id {sample_id!r})" if sample_id is not None else where
+
+
+def describe_image(number: int, count: int) -> str:
+    """`image 2 of 3: ` before an image problem of a multi-image sample (nothing for a sample's only image)."""
+    return f"image {number} of {count}: " if count > 1 else ""

@@ -145,14 +145,18 @@ def sample_id(record) -> str | None:
     return None
 
 
-def sample_image(record) -> str | None:
-    """The record's relative image path, or None for a text-only sample; raises ValueError if malformed."""
+def sample_images(record) -> list[str]:
+    """The record's relative image paths, in placeholder order: `[]` for a text-only sample, one path for LLaVA-1.5's
+    `"image": "a.jpg"`, several for LLaVA-OneVision's interleaved `"image": ["a.jpg", "b.jpg"]`. Raises ValueError
+    if malformed."""
     image = record.get("image")
     if image is None:
-        return None
-    if not isinstance(image, str) or not image:
-        raise ValueError(f"'image' must be one relative path string; got {image!r} (multi-image samples are not supported)")
-    return image
+        return []
+    if isinstance(image, str) and image:
+        return [image]
+    if isinstance(image, list) and all(isinstance(path, str) and path for path in image):
+        return image
+    raise ValueError(f"'image' must be a relative path or a list of them (one per '<image>'); got {image!r}")
 
 
 def check_record(record) -> None:

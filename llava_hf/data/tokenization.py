@@ -2,8 +2,9 @@
 
 Every text chunk is encoded on its own with `add_special_tokens=False` (chunks split at `<image>`, the
 reply, the sep), exactly like XTuner, so SentencePiece prefix behaviour matches checkpoints trained there.
-Loss covers only replies, their suffix, and EOS; BOS, user text, the image and the sep are -100.
-Truncation counts the image as one token (XTuner's `max_length = 2048 - 576`), then the image expands.
+Loss covers only replies, their suffix, and EOS; BOS, user text, the images and the sep are -100.
+Truncation counts each image as one token (XTuner's `max_length = 2048 - 576`), then the images expand; an image
+whose token truncation cuts off is left out of the sample (`dataset.py` keeps the images whose tokens remain).
 """
 
 import os
@@ -28,9 +29,10 @@ DEFAULT_MAX_LENGTH = default_max_length(576)  # 1472 for CLIP-L/336 (24 x 24 pat
 
 def tokenize_conversation(
     conversations, tokenizer, template: PromptTemplate, *, image_token_id: int,
-    max_length: int = DEFAULT_MAX_LENGTH, has_image: bool, system: str = "",
+    max_length: int = DEFAULT_MAX_LENGTH, has_image: bool | int, system: str = "",
 ) -> tuple[list[int], list[int]]:
-    """Compact encoding: the image is a single `image_token_id`. Raises ValueError for a bad conversation."""
+    """Compact encoding: each image is a single `image_token_id`, where its `<image>` is. `has_image`: the sample's
+    number of images (a bool: none or one). Raises ValueError for a bad conversation."""
     turns = conversation_to_turns(conversations, has_image)
     check_template_accepts(template, len(turns), has_image)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -63,21 +65,26 @@ def tokenize_conversation(
     return input_ids[:max_length], labels[:max_length]
 
 
-def check_template_accepts(template: PromptTemplate, n_turns: int, has_image: bool) -> None:
+def check_template_accepts(template: PromptTemplate, n_turns: int, has_image: bool | int) -> None:
     """LLaVA's `plain` format is single-turn image captioning: it keeps only the image of the user turn, so a
-    text-only sample would become BOS + reply and later questions would vanish. Raise ValueError for those."""
+    text-only sample would become BOS + reply, later questions would vanish, and so would the text that tells
+    several images apart. Raise ValueError for those. `has_image`: the number of images (a bool: none or one)."""
     if not template.image_only_input:
         return
     if not has_image:
         raise ValueError("the 'plain' template (LLaVA's single-turn image captioning) needs an image; this sample "
                          "is text-only")
+    if int(has_image) > 1:
+        raise ValueError(f"the 'plain' template (LLaVA's single-turn image captioning) takes one image; this sample "
+                         f"has {int(has_image)}")
     if n_turns > 1:
         raise ValueError(f"the 'plain' template (LLaVA's single-turn image captioning) takes one turn; this sample "
                          f"has {n_turns}")
 
 
 def expand_image_tokens(input_ids, labels, image_token_id: int, image_seq_length: int):
-    """Repeat each image token `image_seq_length` times (labels -100): the positions the features fill."""
+    """Repeat each image token `image_seq_length` times, in place (labels -100): the positions the features fill, the
+    first image's first."""
     input_ids = torch.as_tensor(input_ids, dtype=torch.long)
     labels = torch.as_tensor(labels, dtype=torch.long)
     is_image = input_ids == image_token_id

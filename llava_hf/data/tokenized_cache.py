@@ -18,7 +18,7 @@ from accelerate import PartialState
 
 from .errors import DataError
 
-CACHE_FORMAT_VERSION = 2  # 2: leading gpt / trailing human turns trimmed, counted in the stats
+CACHE_FORMAT_VERSION = 3  # 2: leading gpt / trailing human turns trimmed, counted in the stats; 3: `images` lists
 STATS_FILE = "llava_stats.json"
 
 

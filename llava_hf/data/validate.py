@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from .conversation import check_conversations
-from .errors import DataError, describe_sample
+from .errors import DataError, describe_image, describe_sample
 from .images import resolve_image_path
-from .sources import DataSource, check_record, iter_records, sample_id, sample_image
+from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import CHAT_TEMPLATE, DEFAULT_TEMPLATE, PromptTemplate, get_template
 from .tokenization import DEFAULT_MAX_LENGTH, check_template_accepts, has_supervised_tokens, tokenize_conversation
 
@@ -75,8 +75,9 @@ class ValidationReport:
             lines.append(f"... {len(problems) - max_problems} more problems not shown")
         kinds = Counter(f"{p.severity} {p.kind}" for p in self.problems)
         c = self.counts
+        several = f", {c['multi_image']} of them with several" if c["multi_image"] else ""
         lines.append(
-            f"{c['samples']} samples ({c['with_image']} with image, {c['text_only']} text-only) in "
+            f"{c['samples']} samples ({c['with_image']} with image{several}, {c['text_only']} text-only) in "
             f"{c['files']} file(s): {len(self.errors)} errors, {len(self.warnings)} warnings"
         )
         if c["image_found_by_stem"]:
@@ -95,15 +96,16 @@ def validate_data(
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     num_workers: int = 16,
 ) -> ValidationReport:
-    """Check JSON shape, roles and order, the one-image rules, what the template accepts (`plain`: one turn
-    with an image), image files (inside the folder, exist, non-empty, header readable, not a decompression
-    bomb, not truncated) and, with a tokenizer, that some reply token survives truncation to `max_length`.
-    Leading `gpt` turns and a trailing unanswered `human` turn are warnings: training leaves them out."""
+    """Check JSON shape, roles and order, the image rules (one `<image>` per image: a single image in the first
+    user turn, several anywhere in user turns), what the template accepts (`plain`: one turn with one image), every
+    image file (inside the folder, exist, non-empty, header readable, not a decompression bomb, not truncated) and,
+    with a tokenizer, that some reply token survives truncation to `max_length`. Leading `gpt` turns, a trailing
+    unanswered `human` turn and images cut off by truncation are warnings: training leaves them out."""
     sources = [sources] if isinstance(sources, DataSource) else list(sources)
     if isinstance(template, str):  # "chat_template" is read off the tokenizer: without one, no template checks
         template = None if template == CHAT_TEMPLATE and tokenizer is None else get_template(template, tokenizer)
     report = ValidationReport()
-    report.counts.update(samples=0, with_image=0, text_only=0, files=len(sources), image_found_by_stem=0)
+    report.counts.update(samples=0, with_image=0, multi_image=0, text_only=0, files=len(sources), image_found_by_stem=0)
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for source_index, source in enumerate(sources):
@@ -165,40 +167,48 @@ class _SampleChecker:
         counts["samples"] += 1
         try:
             check_record(record)
-            image = sample_image(record)
+            images = sample_images(record)
         except ValueError as e:
             return [problem("bad_sample", str(e))]
-        counts["with_image" if image is not None else "text_only"] += 1
+        counts["with_image" if images else "text_only"] += 1
+        counts["multi_image"] += len(images) > 1
         problems = []
         try:
-            kept = check_conversations(record["conversations"], has_image=image is not None)
+            kept = check_conversations(record["conversations"], len(images))
             problems += [problem(kind, message, WARNING) for kind, message in kept.warnings(record["conversations"])]
         except ValueError as e:
             problems.append(problem("bad_conversation", str(e)))
         else:
             if self.template is not None:
                 try:
-                    check_template_accepts(self.template, kept.n_turns, has_image=image is not None)
+                    check_template_accepts(self.template, kept.n_turns, has_image=len(images))
                 except ValueError as e:
                     problems.append(problem("not_for_template", str(e)))
-        if image is not None:
-            if self.source.image_folder is None:
-                problems.append(problem("no_image_folder", "sample has an 'image' but its data source has no image_folder"))
-            elif self.check_images:
+        if images and self.source.image_folder is None:
+            problems.append(problem("no_image_folder", "sample has an 'image' but its data source has no image_folder"))
+        elif self.check_images:
+            for number, image in enumerate(images, start=1):
                 try:
-                    found_by_stem = check_image_file(self.source.image_folder, image, self.max_image_pixels)
-                    counts["image_found_by_stem"] += found_by_stem
+                    counts["image_found_by_stem"] += check_image_file(self.source.image_folder, image, self.max_image_pixels)
                 except ValueError as e:
-                    problems.append(problem("bad_image", str(e)))
+                    problems.append(problem("bad_image", describe_image(number, len(images)) + str(e)))
         if self.tokenizer is not None and not any(p.severity == ERROR for p in problems):
-            _, labels = tokenize_conversation(
+            input_ids, labels = tokenize_conversation(
                 record["conversations"], self.tokenizer, self.template, image_token_id=_PLACEHOLDER_IMAGE_ID,
-                max_length=self.max_length, has_image=image is not None,
+                max_length=self.max_length, has_image=len(images),
             )
             if not has_supervised_tokens(labels):
                 problems.append(problem(
                     "no_supervised_tokens",
                     f"no reply token left after truncation to max_length={self.max_length}; the sample will be dropped",
+                    WARNING,
+                ))
+            elif input_ids.count(_PLACEHOLDER_IMAGE_ID) < len(images):
+                kept_images = input_ids.count(_PLACEHOLDER_IMAGE_ID)
+                problems.append(problem(
+                    "images_cut_by_truncation",
+                    f"truncation to max_length={self.max_length} (each image counts as one token) cuts off the last "
+                    f"{len(images) - kept_images} of the sample's {len(images)} images; it trains without them",
                     WARNING,
                 ))
         return problems

@@ -53,19 +53,22 @@ def llava_config(text: dict = INTERNLM2_7B, vision: dict = CLIP_L_336, text_laye
         vision_config=CLIPVisionConfig(**vision), image_token_id=text["vocab_size"] - 1)
 
 
-def make_items(config, samples: int, text_tokens: int, targets: int, images: bool = True) -> list[dict]:
-    """`samples` LLaVA items of `text_tokens` text tokens (+ the image's tokens), the last `targets` supervised."""
+def make_items(config, samples: int, text_tokens: int, targets: int, images: bool | int = True) -> list[dict]:
+    """`samples` LLaVA items of `text_tokens` text tokens (+ the images' tokens, `images` per sample: True is one,
+    several are spread over the text), the last `targets` supervised."""
     items = []
     for i in range(samples):
         ids = [1 + (i + j) % 1000 for j in range(text_tokens)]
         labels = [-100] * (text_tokens - targets) + ids[text_tokens - targets:]
         item = {}
-        if images:
+        for k in reversed(range(int(images))):  # image k after text token k + 1, as the dataset expands it
             image_tokens = config.image_seq_length
-            ids = ids[:1] + [config.image_token_id] * image_tokens + ids[1:]
-            labels = labels[:1] + [-100] * image_tokens + labels[1:]
+            ids = ids[:k + 1] + [config.image_token_id] * image_tokens + ids[k + 1:]
+            labels = labels[:k + 1] + [-100] * image_tokens + labels[k + 1:]
+        if images:
             size = config.vision_config.image_size
-            item["pixel_values"] = torch.zeros(3, size, size)
+            pixels = torch.zeros(int(images), 3, size, size)
+            item["pixel_values"] = pixels[0] if int(images) == 1 else pixels
         items.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), **item})
     return items
 

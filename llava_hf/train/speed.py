@@ -202,19 +202,22 @@ def apply_checkpointing(training_args, choice: CheckpointChoice) -> None:
                                                 "every_n_layers": choice.every_n_layers})
 
 
-def longest_micro_batch(lengths, batch_size: int, max_tokens: int | None, padding_free: bool) -> tuple[int, int]:
+def longest_micro_batch(lengths, batch_size: int, max_tokens: int | None, padding_free: bool,
+                        image_counts=None) -> tuple[int, int]:
     """(tokens, images) of the largest micro-batch the sampler can form from samples of these `modality_lengths`
     (negative: text-only): with a token budget, the budget (or the longest sample); else the `batch_size` longest
-    samples, summed in a padding-free row, or `batch_size` x the longest when padded."""
+    samples, summed in a padding-free row, or `batch_size` x the longest when padded. Images: those of the samples
+    with the most (`image_counts`, each sample's number; default one per image sample) that fit the batch."""
     sizes = sorted((abs(n) for n in lengths), reverse=True)
     if not sizes:
         return 0, 0
-    n_images = sum(n > 0 for n in lengths)
+    if image_counts is None:
+        image_counts = [int(n > 0) for n in lengths]
+    most_images = sorted(image_counts, reverse=True)
     if max_tokens:
-        return max(max_tokens, sizes[0]), min(n_images, max_tokens // max(sizes[-1], 1))
+        return max(max_tokens, sizes[0]), sum(most_images[: max_tokens // max(sizes[-1], 1)])
     top = sizes[:batch_size]
-    images = min(batch_size, n_images)
-    return (sum(top) if padding_free else len(top) * top[0]), images
+    return (sum(top) if padding_free else len(top) * top[0]), sum(most_images[:batch_size])
 
 
 def check_speed_options(training_args) -> None:
@@ -250,7 +253,8 @@ def configure(model, attn_implementation: str | None, training_args, dataset=Non
     model.enable_supervised_loss(training_args.loss_chunk_size or None)
     lengths = getattr(dataset, "modality_lengths", None)
     tokens, images = (None, 0) if lengths is None else longest_micro_batch(
-        lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free)
+        lengths, training_args.per_device_train_batch_size, training_args.max_tokens_per_batch, rows.padding_free,
+        getattr(dataset, "image_counts", None))
     checkpointing = choose_checkpointing(model, training_args, tokens, images, training_args.device)
     if not checkpointing.enabled and any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
         # PEFT's k-bit preparation switched it on for every layer (5.2x renamed the method)

@@ -54,3 +54,33 @@ def test_leading_gpt_turns_and_a_trailing_human_turn_are_left_out_like_xtuner():
     assert conversation_to_turns(messy, has_image=True) == conversation_to_turns(clean, has_image=True)
     assert check_conversations(clean, has_image=True).warnings(clean) == []
     assert conversation_to_turns([h("Q"), g("A"), h("<image>")], has_image=False) == [Turn("Q", "A")]
+
+
+def test_several_images_keep_their_placeholders_where_the_data_puts_them():
+    conversations = [h("Image 1: <image>\nImage 2: <image>\nWhich is bigger?"), g("The first."),
+                     h("And this one?\n<image>"), g("Smaller.")]
+    assert conversation_to_turns(conversations, has_image=3) == [
+        Turn("Image 1: <image>\nImage 2: <image>\nWhich is bigger?", "The first."),
+        Turn("And this one?\n<image>", "Smaller."),
+    ]
+    # one image keeps LLaVA-1.5's rule: first user turn, moved to the front
+    assert conversation_to_turns([h("Q <image>"), g("A")], has_image=1) == [Turn("<image>\nQ", "A")]
+
+
+@pytest.mark.parametrize("conversations, n_images, message", [
+    ([h("<image>\n<image>\n<image>\nQ"), g("A")], 2, "3 '<image>' tokens but the sample has 2 images"),  # more
+    ([h("<image>\nQ"), g("A"), h("<image>"), g("B")], 3, "2 '<image>' tokens but the sample has 3 images"),  # fewer
+    ([h("<image>\nQ"), g("A")], 2, "1 '<image>' tokens but the sample has 2 images"),
+    ([h("<image>\nQ"), g("A"), h("Q2"), g("B")], 1, None),
+    ([h("<image>\nQ"), g("A <image>"), h("<image>"), g("B")], 3, r"conversations\[1\] is a 'gpt' turn with '<image>'"),
+    ([h("<image>\n<image>\nQ"), g("A")], 1, "2 '<image>' tokens but the sample has 1 image;"),
+    # a placeholder in a turn that training leaves out does not count
+    ([h("<image>\nQ"), g("A"), h("<image>")], 2,
+     r"1 '<image>' tokens \(1 more in the turns training leaves out\) but the sample has 2 images"),
+])
+def test_image_and_placeholder_counts_must_agree(conversations, n_images, message):
+    if message is None:
+        check_conversations(conversations, n_images)
+        return
+    with pytest.raises(ValueError, match=message):
+        check_conversations(conversations, n_images)

@@ -172,3 +172,93 @@ def test_batches_feed_the_tiny_llava_model(tmp_path):
     with torch.no_grad():
         loss = model(**batch).loss
     assert torch.isfinite(loss)
+
+
+COLORS = {"r.png": (255, 0, 0), "g.png": (0, 255, 0), "b.png": (0, 0, 255)}
+
+
+@pytest.fixture
+def multi_source(tmp_path):
+    """Text-only, single-image and three-image samples in one file, each image a different colour."""
+    os.makedirs(tmp_path / "m" / "images")
+    for name, color in COLORS.items():
+        Image.new("RGB", (30, 20), color).save(tmp_path / "m" / "images" / name)
+    samples = [
+        {"id": "three", "image": ["b.png", "r.png", "g.png"],
+         "conversations": conv("Compare <image> and <image>.", "Blue, red.") + conv("And <image>?", "Green.")},
+        {"id": "text", "conversations": conv("Say hi.", "Hi.")},
+        {"id": "one", "image": "g.png", "conversations": conv("What is it?\n<image>")},
+    ]
+    (tmp_path / "m" / "data.json").write_text(json.dumps(samples))
+    return DataSource(str(tmp_path / "m" / "data.json"), str(tmp_path / "m" / "images"))
+
+
+def dominant_channels(pixel_values):
+    """Which of R, G, B is brightest in each image of `[n, 3, H, W]`."""
+    return pixel_values.mean(dim=(-1, -2)).argmax(dim=-1).tolist()
+
+
+def test_text_single_and_multi_image_samples_mix_with_images_in_token_order(multi_source, tiny_processor):
+    from llava_hf.data.templates import get_template
+    from llava_hf.data.tokenization import expand_image_tokens, tokenize_conversation
+
+    ds = build_llava_dataset(multi_source, tiny_processor)
+    n = tiny_processor.image_seq_length
+    assert ds.image_counts == [3, 0, 1]
+    assert (ds.stats["with_image"], ds.stats["multi_image"], ds.stats["text_only"]) == (2, 1, 1)
+    three, text, one = ds[0], ds[1], ds[2]
+    assert three["pixel_values"].shape == (3, 3, 56, 56) and one["pixel_values"].shape == (3, 56, 56)
+    assert dominant_channels(three["pixel_values"]) == [2, 0, 1]  # blue, red, green: the order of the list
+    assert "pixel_values" not in text
+    records = json.loads(open(multi_source.data_path).read())
+    for item, record, n_images in zip((three, text, one), records, (3, 0, 1)):  # ids and labels as the template gives
+        ids, labels = tokenize_conversation(record["conversations"], tiny_processor.tokenizer, get_template("internlm2_chat"),
+                                            image_token_id=tiny_processor.image_token_id, has_image=n_images)
+        ids, labels = expand_image_tokens(ids, labels, tiny_processor.image_token_id, n)
+        assert torch.equal(item["input_ids"], ids) and torch.equal(item["labels"], labels)
+        is_image = item["input_ids"] == tiny_processor.image_token_id
+        assert int(is_image.sum()) == n_images * n and (item["labels"][is_image] == IGNORE_INDEX).all()
+    # lengths (what the sampler and the token budget count) include every image's tokens
+    assert ds.lengths == [len(ds[i]["input_ids"]) for i in range(3)]
+    assert ds.modality_lengths == [ds.lengths[0], -ds.lengths[1], ds.lengths[2]]
+
+
+def test_a_missing_second_image_at_load_time_names_the_sample_and_the_image(multi_source, tiny_processor):
+    ds = build_llava_dataset(multi_source, tiny_processor)
+    os.remove(os.path.join(multi_source.image_folder, "r.png"))
+    with pytest.raises(DataError, match=r"data.json sample #0 \(id 'three'\): image 2 of 3: image 'r.png' not found"):
+        ds[0]
+
+
+def test_images_whose_token_truncation_cuts_off_are_left_out(multi_source, tiny_processor, caplog):
+    from llava_hf.data.templates import get_template
+    from llava_hf.data.tokenization import tokenize_conversation
+
+    record = json.loads(open(multi_source.data_path).read())[0]
+    ids, _ = tokenize_conversation(record["conversations"], tiny_processor.tokenizer, get_template("internlm2_chat"),
+                                   image_token_id=tiny_processor.image_token_id, max_length=10_000, has_image=3)
+    last_image = len(ids) - 1 - ids[::-1].index(tiny_processor.image_token_id)
+    with caplog.at_level("WARNING", logger="llava_hf.data.dataset"):
+        ds = build_llava_dataset(multi_source, tiny_processor, max_length=last_image)
+    assert ds.image_counts == [2, 0, 1] and ds.stats["images_cut_by_truncation"] == 1
+    assert "1 samples lost their last images to truncation" in caplog.text
+    item = ds[0]
+    assert dominant_channels(item["pixel_values"]) == [2, 0]  # the first two images, whose tokens remain
+    assert int((item["input_ids"] == tiny_processor.image_token_id).sum()) == 2 * tiny_processor.image_seq_length
+
+
+def test_multi_image_batches_keep_every_image_in_token_order(multi_source, tiny_processor):
+    from llava_hf.data.collator import LlavaDataCollator
+    from llava_hf.data.sampler import TokenBudgetBatchSampler
+
+    ds = build_llava_dataset(multi_source, tiny_processor)
+    items = [ds[i] for i in range(3)]
+    for padding_free in (False, True):
+        batch = LlavaDataCollator(tiny_processor.tokenizer.pad_token_id, padding_free=padding_free)(items)
+        assert dominant_channels(batch["pixel_values"]) == [2, 0, 1, 1]  # blue, red, green, then the one-image green
+        assert int((batch["input_ids"] == tiny_processor.image_token_id).sum()) == 4 * tiny_processor.image_seq_length
+    # a token budget counts every image's tokens (the lengths are the expanded ones)
+    both = ds.lengths[0] + ds.lengths[2]
+    together = list(TokenBudgetBatchSampler(ds.modality_lengths, max_tokens=both, batch_size=2))
+    apart = list(TokenBudgetBatchSampler(ds.modality_lengths, max_tokens=both - 1, batch_size=2))
+    assert sorted(map(sorted, together)) == [[0, 2], [1]] and sorted(apart) == [[0], [1], [2]]

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from llava_hf.data.errors import DataError
-from llava_hf.data.sources import read_samples, sample_id, sample_image
+from llava_hf.data.sources import read_samples, sample_id, sample_images
 
 SAMPLE = {"id": 7, "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}
 
@@ -44,7 +44,10 @@ def test_missing_file(tmp_path):
         read_samples(str(tmp_path / "nope.json"))
 
 
-def test_image_must_be_one_path():
-    assert sample_image({"conversations": []}) is None
-    with pytest.raises(ValueError, match="multi-image samples are not supported"):
-        sample_image({"image": ["a.jpg", "b.jpg"]})
+def test_image_is_one_path_or_a_list_of_paths():
+    assert sample_images({"conversations": []}) == []
+    assert sample_images({"image": "a.jpg"}) == ["a.jpg"]
+    assert sample_images({"image": ["a.jpg", "b.jpg"]}) == ["a.jpg", "b.jpg"]  # LLaVA-OneVision's interleaved form
+    for bad in ("", ["a.jpg", ""], ["a.jpg", None], {"path": "a.jpg"}, 3):
+        with pytest.raises(ValueError, match="'image' must be a relative path or a list of them"):
+            sample_images({"image": bad})

@@ -120,6 +120,50 @@ def test_leading_gpt_and_trailing_human_turns_are_left_out(image_tokenizer, name
     assert image_tokenizer.decode(encode(messy)["input_ids"]) == rendered_text(GOLDEN[name][case != "with_image"])
 
 
+THREE_IMAGES = [  # LLaVA-OneVision's interleaved form: "image": [a, b, c], placeholders stay where they are
+    {"from": "human", "value": "Compare <image> and <image>."},
+    {"from": "gpt", "value": "Both are dogs."},
+    {"from": "human", "value": "And this one?\n<image>"},
+    {"from": "gpt", "value": "A cat."},
+]
+GOLDEN_THREE_IMAGES = {
+    "internlm2_chat": [
+        (BOS, 0), ("<|im_start|>user\nCompare ", 0), (IMG, 0), (" and ", 0), (IMG, 0),
+        (".<|im_end|>\n<|im_start|>assistant\n", 0), ("Both are dogs.<|im_end|>", 1), ("\n", 0),
+        ("<|im_start|>user\nAnd this one?\n", 0), (IMG, 0), ("<|im_end|>\n<|im_start|>assistant\n", 0),
+        ("A cat.<|im_end|>", 1), ("\n", 0)],
+    "vicuna": [
+        (BOS, 0), ("USER: Compare ", 0), (IMG, 0), (" and ", 0), (IMG, 0), (". ASSISTANT:", 0), ("Both are dogs.", 1),
+        (EOS, 1), ("\n", 0), (BOS, 0), ("USER: And this one?\n", 0), (IMG, 0), (" ASSISTANT:", 0), ("A cat.", 1),
+        (EOS, 1), ("\n", 0)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_THREE_IMAGES))
+@pytest.mark.parametrize("n_images", [0, 1, 3])
+def test_each_image_expands_in_place_and_is_never_supervised(image_tokenizer, name, n_images):
+    """0, 1 and 3 images: the template's ids and labels with every image expanded where its `<image>` is."""
+    conversation, segments = {0: (TEXT_ONLY, GOLDEN[name][1]), 1: (WITH_IMAGE, GOLDEN[name][0]),
+                              3: (THREE_IMAGES, GOLDEN_THREE_IMAGES[name])}[n_images]
+    image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
+    result = encode_conversation(conversation, image_tokenizer, get_template(name), image_token_id=image_token_id,
+                                 image_seq_length=N_IMAGE, has_image=n_images)
+    assert image_tokenizer.decode(result["input_ids"], skip_special_tokens=False) == rendered_text(segments)
+    assert (result["input_ids"], result["labels"]) == expected_ids(image_tokenizer, image_token_id, segments)
+    assert result["input_ids"].count(image_token_id) == n_images * N_IMAGE
+
+
+def test_truncation_cuts_whole_images_counting_each_as_one_token(image_tokenizer):
+    image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
+    template = get_template("internlm2_chat")
+    full, _ = tokenize_conversation(THREE_IMAGES, image_tokenizer, template, image_token_id=image_token_id,
+                                    max_length=10_000, has_image=3)
+    last_image = len(full) - 1 - full[::-1].index(image_token_id)
+    short, labels = tokenize_conversation(THREE_IMAGES, image_tokenizer, template, image_token_id=image_token_id,
+                                          max_length=last_image, has_image=3)
+    assert short == full[:last_image] and short.count(image_token_id) == 2 and labels.count(IGNORE_INDEX) < len(labels)
+
+
 def test_plain_renders_one_captioned_image(image_tokenizer):
     """LLaVA-1.5 stage 1: the user text is dropped, the caption + "\n" carries the loss."""
     image_token_id = image_tokenizer.convert_tokens_to_ids("<image>")
@@ -136,6 +180,12 @@ def test_plain_renders_one_captioned_image(image_tokenizer):
 def test_plain_refuses_text_only_and_multi_turn_samples(image_tokenizer, conversation, has_image, message):
     with pytest.raises(ValueError, match=f"'plain' template .*{message}"):
         tokenize_conversation(conversation, image_tokenizer, get_template("plain"), image_token_id=7, has_image=has_image)
+
+
+def test_plain_refuses_several_images(image_tokenizer):
+    two = [{"from": "human", "value": "<image><image>"}, {"from": "gpt", "value": "Two dogs."}]
+    with pytest.raises(ValueError, match="'plain' template .*takes one image; this sample has 2"):
+        tokenize_conversation(two, image_tokenizer, get_template("plain"), image_token_id=7, has_image=2)
 
 
 def test_supervised_text_is_exactly_the_replies(image_tokenizer):

@@ -143,3 +143,53 @@ def test_many_samples_in_parallel_keep_their_indices(folder):
     assert sorted(p.index for p in report.errors) == list(range(0, 2000, 7))
     assert all(p.sample_id == f"s{p.index}" for p in report.errors)
     assert os.path.exists(folder / "images" / "good.jpg")
+
+
+def test_multi_image_samples_pass_and_every_image_file_is_checked(folder, image_tokenizer):
+    samples = [{"id": "pair", "image": ["good.jpg", "rgba.png"], "conversations": conv("<image> vs <image>: which?")},
+               {"id": "interleaved", "image": ["good.jpg", "cmyk.jpg", "ocr.jpg"],
+                "conversations": conv("<image>\nQ") + conv("<image> and <image>?")},
+               {"id": "one", "image": ["good.jpg"], "conversations": conv("Q <image>")},
+               {"id": "text", "conversations": conv("Q")}]
+    report = validate_data(write(folder, samples), tokenizer=image_tokenizer, num_workers=1)
+    assert report.ok and not report.problems, report.format()
+    assert (report.counts["with_image"], report.counts["multi_image"], report.counts["text_only"]) == (3, 2, 1)
+    assert report.counts["image_found_by_stem"] == 1  # ocr.jpg is ocr.gif, the third image of sample 1
+    assert "3 with image, 2 of them with several, 1 text-only" in report.format()
+
+
+MULTI_IMAGE_CASES = [
+    ({"image": ["good.jpg", "rgba.png"], "conversations": conv("<image> <image> <image> Q")}, "internlm2_chat",
+     "bad_conversation", "3 '<image>' tokens but the sample has 2 images"),
+    ({"image": ["good.jpg", "rgba.png", "cmyk.jpg"], "conversations": conv("<image> <image> Q")}, "internlm2_chat",
+     "bad_conversation", "2 '<image>' tokens but the sample has 3 images"),
+    ({"image": ["good.jpg", "missing.jpg"], "conversations": conv("<image> <image> Q")}, "internlm2_chat",
+     "bad_image", "image 2 of 2: image 'missing.jpg' not found"),
+    ({"image": ["good.jpg", "rgba.png"], "conversations": conv("<image> <image> Q")}, "plain",
+     "not_for_template", "'plain' template .* takes one image; this sample has 2"),
+]
+
+
+@pytest.mark.parametrize("sample, template, kind, message", MULTI_IMAGE_CASES)
+def test_multi_image_problems_name_the_sample(folder, image_tokenizer, sample, template, kind, message):
+    good = {"id": "fine", "image": "good.jpg", "conversations": conv("<image>\nQ")}
+    report = validate_data(write(folder, [good, {"id": "bad-one", **sample}]), tokenizer=image_tokenizer,
+                           template=template, num_workers=1)
+    assert [(p.index, p.sample_id, p.kind) for p in report.errors] == [(1, "bad-one", kind)]
+    import re
+    assert re.search(message, report.errors[0].message), report.errors[0].message
+    assert report.bad_samples == {(0, 1)}
+
+
+def test_images_cut_off_by_truncation_are_a_warning(folder, image_tokenizer):
+    from llava_hf.data.templates import get_template
+    from llava_hf.data.tokenization import tokenize_conversation
+
+    sample = {"id": "long", "image": ["good.jpg", "rgba.png"],
+              "conversations": conv("<image>\nQ", "A long answer.") + conv("<image>\nAnd this?")}
+    ids, _ = tokenize_conversation(sample["conversations"], image_tokenizer, get_template("internlm2_chat"),
+                                   image_token_id=-1, max_length=10_000, has_image=2)
+    second_image = len(ids) - 1 - ids[::-1].index(-1)
+    report = validate_data(write(folder, [sample]), tokenizer=image_tokenizer, max_length=second_image, num_workers=1)
+    assert report.ok and [p.kind for p in report.warnings] == ["images_cut_by_truncation"]
+    assert "cuts off the last 1 of the sample's 2 images" in report.warnings[0].message

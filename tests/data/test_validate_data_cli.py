@@ -36,3 +36,35 @@ def test_trimmed_turns_are_warnings_with_the_sample_id(tmp_path, capsys):
     assert "text.json sample #0 (id 'sharegpt_7'): stripped 1 leading 'gpt' turn(s)" in out
     assert "text.json sample #0 (id 'sharegpt_7'): dropped the last 'human' turn" in out
     assert "0 errors, 2 warnings" in out and out.rstrip().endswith("OK")
+
+
+def test_multi_image_problems_are_named_by_sample(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (10, 10)).save(tmp_path / "images" / name)
+
+    def sample(sample_id, images, question):
+        return {"id": sample_id, "image": images,
+                "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": "A"}]}
+
+    samples = [sample("pair", ["a.jpg", "b.jpg"], "<image> or <image>?"),
+               sample("more_placeholders", ["a.jpg", "b.jpg"], "<image> <image> <image>"),
+               sample("fewer_placeholders", ["a.jpg", "b.jpg", "c.jpg"], "<image> <image>"),
+               sample("second_missing", ["a.jpg", "gone.jpg"], "<image> <image>")]
+    (tmp_path / "multi.json").write_text(json.dumps(samples))
+    args = ["validate-data", "--data_path", str(tmp_path / "multi.json"), "--image_folder", str(tmp_path / "images"),
+            "--num_workers", "1"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "multi.json sample #1 (id 'more_placeholders'): conversation has 3 '<image>' tokens but the sample has 2 images" in out
+    assert "multi.json sample #2 (id 'fewer_placeholders'): conversation has 2 '<image>' tokens but the sample has 3 images" in out
+    assert "multi.json sample #3 (id 'second_missing'): image 2 of 2: image 'gone.jpg' not found" in out
+    assert "4 samples (4 with image, 4 of them with several, 0 text-only)" in out and "3 errors" in out
+    assert "'pair'" not in out
+
+    (tmp_path / "pairs.json").write_text(json.dumps(samples[:1]))
+    args[2] = str(tmp_path / "pairs.json")
+    assert main(args) == 0
+    assert main([*args, "--prompt_template", "plain"]) == 1
+    assert ("pairs.json sample #0 (id 'pair'): the 'plain' template (LLaVA's single-turn image captioning) takes one "
+            "image; this sample has 2") in capsys.readouterr().out

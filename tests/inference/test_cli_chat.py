@@ -56,6 +56,27 @@ def test_stdin_lines_are_turns_of_one_conversation(monkeypatch, capsys, tiny_lla
                                                            ("compare them", [blue], None)])
 
 
+def test_several_images_in_the_first_turn_and_mid_conversation(monkeypatch, capsys, tiny_llava, tiny_llava_dir,
+                                                               image_files, full_history_answer):
+    model, processor = tiny_llava
+    red, blue = (Image.open(path).convert("RGB") for path in image_files)
+    encoded = []
+    hook = model.vision_tower.register_forward_hook(lambda module, args, output: encoded.append(args[0].shape[0]))
+    monkeypatch.setattr("llava_hf.inference.load_model_and_processor", lambda *args, **kwargs: (model, processor))
+    script = f"compare them\n/image {image_files[1]}\n/image {image_files[0]}\nand these two\n"
+    try:
+        code, out, _ = run_chat(monkeypatch, capsys, [tiny_llava_dir, "--image", image_files[0], "--image",
+                                                      image_files[1], *GREEDY_ARGS], script)
+    finally:
+        hook.remove()
+    assert code == 0
+    first, second = out.splitlines()
+    assert first == full_history_answer(model, processor, [("compare them", [red, blue], None)])
+    assert second == full_history_answer(model, processor, [("compare them", [red, blue], first),
+                                                            ("and these two", [blue, red], None)])
+    assert encoded == [2, 2]  # each turn encodes its own two images once; the first two stay in the KV cache
+
+
 def test_reset_and_exit_commands(monkeypatch, capsys, tiny_llava_dir):
     code, out, _ = run_chat(monkeypatch, capsys, [tiny_llava_dir, *GREEDY_ARGS],
                             "hello\n/reset\nhello\n/exit\nnever answered\n")

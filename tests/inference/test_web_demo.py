@@ -113,6 +113,31 @@ def test_upload_ask_and_read_streamed_answers_in_chromium(browser_page, tiny_lla
     assert exit_codes == [0]
 
 
+def test_each_turn_may_bring_its_own_image_without_a_browser(tiny_llava, image_files, full_history_answer):
+    """The submit handler itself: an image with the first question, another with the third, one sent alone."""
+    pytest.importorskip("gradio")
+    from llava_hf.inference.chat_session import ChatSession
+    from llava_hf.inference.web_demo import respond
+
+    model, processor = tiny_llava
+    red, blue = (Image.open(path).convert("RGB") for path in image_files)
+    greedy = {"max_new_tokens": 10, "do_sample": False}
+    # (text, files sent, the images of the turn it answers: None when nothing is answered)
+    steps = [("what color is it", [image_files[0]], [red]), ("and the shape", [], []), ("", [image_files[1]], None),
+             ("and this one", [image_files[0]], [blue, red])]
+    state, turns = None, []
+    for text, files, turn_images in steps:
+        *_, (_, shown, state) = respond(lambda: ChatSession(model, processor, generation_options=greedy),
+                                        {"text": text, "files": files}, state)
+        if turn_images is not None:
+            expected = full_history_answer(model, processor, [*turns, (text, turn_images, None)])
+            assert shown[-1] == {"role": "assistant", "content": expected}
+            turns.append((text, turn_images, expected))
+    session = state[0]
+    assert [len(turn.images) for turn in session.turns] == [1, 0, 2]
+    assert sum(1 for message in shown if isinstance(message["content"], dict)) == 3  # every image is shown
+
+
 def test_serve_reports_a_bad_model_folder_in_one_line(capsys, tiny_llava_parts):
     code = main(["serve", str(tiny_llava_parts[2] / "llm"), "--port", str(free_port())])
     out, err = capsys.readouterr()

@@ -39,6 +39,14 @@ def test_our_training_step_has_no_host_sync(ours, config):
     ours.trace(make_items(config, samples=8, text_tokens=80, targets=40), flops=False)
 
 
+def test_a_multi_image_step_has_no_host_sync(ours, config):
+    """Samples with three images each (LLaVA-OneVision's interleaved form): the features still fill their tokens
+    without reading anything back."""
+    items = make_items(config, samples=2, text_tokens=40, targets=20, images=3)
+    assert items[0]["pixel_values"].shape[0] == 3
+    ours.trace(items, flops=False)
+
+
 def test_a_host_sync_in_the_attention_is_caught(ours, config, monkeypatch):
     """The defect of issue 21: the sample boundaries read back from `position_ids` (`.tolist()`) in every layer."""
     monkeypatch.setattr(packed_attention, "_row_boundaries", lambda query, key, mask, position_ids, kwargs:

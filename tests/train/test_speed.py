@@ -306,3 +306,9 @@ def test_regional_compile_compiles_each_decoder_layer_in_place():
     assert report.startswith("2 decoder layers") and "dynamic=True" in report
     assert set(model.state_dict()) == keys  # checkpoints load as before
     assert all(layer._compiled_call_impl is not None for layer in model.language_model.model.layers)
+
+
+def test_the_activation_model_counts_every_image_of_multi_image_samples():
+    lengths, image_counts = [100, -300, 50, 200], [3, 0, 1, 2]
+    assert speed.longest_micro_batch(lengths, 2, None, True, image_counts) == (500, 5)
+    assert speed.longest_micro_batch(lengths, 2, 1000, True, image_counts) == (1000, 6)

@@ -331,7 +331,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
     ) -> LlavaInternLM2CausalLMOutputWithPast:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(n_images, 3, H, W)`, *optional*):
-            Only the images present in the batch, in row order; text-only rows contribute none.
+            Only the images present in the batch, in row order and within a row in the order of their image tokens
+            (a row may hold several); text-only rows contribute none. Image k's features fill the k-th block of
+            `image_seq_length` image tokens.
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Next-token labels (-100 ignored). Image-token positions are always ignored.
         position_ids (`torch.LongTensor`, *optional*):
