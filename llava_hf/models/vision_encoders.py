@@ -20,17 +20,18 @@ from .llava_internlm2.checkpoint_io import vision_encoder_from_pretrained
 from .llava_internlm2.configuration_llava_internlm2 import vision_patch_grid
 
 
-def vision_config_from_pretrained(name_or_path):
+def vision_config_from_pretrained(name_or_path, pooling_head: bool = False):
     """The vision encoder's config in a folder (or Hub id): the folder's own, or its `vision_config` for a two-tower
-    model. SigLIP's attention-pooling head is switched off: LLaVA reads hidden states, never the pooled output
-    (stock LLaVA-OneVision checkpoints leave it out too), so it would only cost memory and compute."""
+    model. SigLIP's attention-pooling head is switched off unless `pooling_head` (a folder written back whole): LLaVA
+    reads hidden states, never the pooled output (stock LLaVA-OneVision checkpoints leave it out too), so it would
+    only cost memory and compute."""
     from transformers import AutoConfig, PreTrainedConfig
 
     config = AutoConfig.from_pretrained(name_or_path)
     vision_config = getattr(config, "vision_config", None)
     if isinstance(vision_config, PreTrainedConfig):
         config = vision_config
-    if getattr(config, "vision_use_head", False):
+    if getattr(config, "vision_use_head", False) and not pooling_head:
         config.vision_use_head = False
     return config
 

@@ -132,14 +132,14 @@ def write_config(folder, **config):
 
 
 @pytest.mark.parametrize("llm, visual_encoder, lines", [
-    ("clip", "llm", ["--llm {clip} is a CLIP vision model and --visual_encoder {llm} is a language model: swapped?"]),
+    ("clip", "llm", ["--llm {clip} is a vision encoder and --visual_encoder {llm} is a language model: swapped?"]),
     ("bert", "clip", ["--llm {bert} is not a language model (its config.json has model_type 'bert', architectures "
                       "['BertModel']); give the LLM XTuner trained on"]),
-    ("llm", "llm", ["--visual_encoder {llm} is not a CLIP vision model (its config.json has model_type 'internlm2', "
-                    "architectures ['InternLM2ForCausalLM']); give the CLIP XTuner trained on"]),
+    ("llm", "llm", ["--visual_encoder {llm} is not a vision encoder (its config.json has model_type 'internlm2', "
+                    "architectures ['InternLM2ForCausalLM']); give the vision encoder XTuner trained on"]),
     ("empty", "bert", ["--llm {empty} is not a language model (it has no config.json); give the LLM XTuner trained on",
-                       "--visual_encoder {bert} is not a CLIP vision model (its config.json has model_type 'bert', "
-                       "architectures ['BertModel']); give the CLIP XTuner trained on"]),
+                       "--visual_encoder {bert} is not a vision encoder (its config.json has model_type 'bert', "
+                       "architectures ['BertModel']); give the vision encoder XTuner trained on"]),
 ], ids=["swapped", "llm-is-neither", "two-llms", "both-wrong"])
 def test_backbone_folders_of_the_wrong_kind_are_named_before_loading(llm, visual_encoder, lines, tiny_parts, tmp_path,
                                                                     capsys, nothing_loaded):
@@ -159,6 +159,6 @@ def test_backbone_folders_of_the_wrong_kind_are_named_before_loading(llm, visual
 def test_chat_names_a_swapped_xtuner_triple(tiny_parts, tmp_path, nothing_loaded):
     parts = tiny_parts[0]
     (tmp_path / "xtuner" / "projector").mkdir(parents=True)
-    with pytest.raises(UserInputError, match=r"^MODEL .*clip is a CLIP vision model and --visual_encoder .*llm is a "
+    with pytest.raises(UserInputError, match=r"^MODEL .*clip is a vision encoder and --visual_encoder .*llm is a "
                                              r"language model: swapped\?$"):
         load_model_and_processor(str(parts / "clip"), visual_encoder=str(parts / "llm"), llava=str(tmp_path / "xtuner"))
