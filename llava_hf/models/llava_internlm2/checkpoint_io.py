@@ -22,7 +22,8 @@ import re
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoModel, GenerationConfig
+from transformers.utils import GENERATION_CONFIG_NAME
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -233,7 +234,10 @@ def rebuild_from_sources(cls, folder, missing, causal_lm_class, config=None, dty
     copy_tensors_into(model, read_tensors(folder), folder)
     if device is not None and quantization_config is None:
         model.to(device)  # a part built from the config above starts on the CPU
-    # As `from_pretrained` does: PEFT records it as the adapter's base model.
+    # As `from_pretrained` does: the folder's generation settings (the chat's stop tokens), and PEFT records the folder
+    # as the adapter's base model.
+    if os.path.isfile(os.path.join(folder, GENERATION_CONFIG_NAME)):
+        model.generation_config = GenerationConfig.from_pretrained(folder)
     model.name_or_path = model.config.name_or_path = os.path.abspath(folder)
     return model.eval()
 
