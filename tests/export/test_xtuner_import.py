@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_llava_from_pretrained
+from llava_hf.testing import build_tiny_llava
 from tests.export.shipping_helpers import chat_inputs, logits_of
 from tests.xtuner_layout import write_xtuner_llava_folder
 
@@ -162,3 +163,21 @@ def test_chat_names_a_swapped_xtuner_triple(tiny_parts, tmp_path, nothing_loaded
     with pytest.raises(UserInputError, match=r"^MODEL .*clip is a vision encoder and --visual_encoder .*llm is a "
                                              r"language model: swapped\?$"):
         load_model_and_processor(str(parts / "clip"), visual_encoder=str(parts / "llm"), llava=str(tmp_path / "xtuner"))
+
+
+def test_an_encoder_without_one_cls_is_refused_with_the_reason(tiny_parts, tiny_tokenizer_dir, tmp_path, capsys,
+                                                               nothing_loaded):
+    """XTuner's LLaVA takes `hidden_states[layer][:, 1:]` of any encoder: for SigLIP (no CLS) that drops a patch, which
+    our model never does, so its projector's features cannot be reproduced."""
+    build_tiny_llava(save_dir=str(tmp_path / "parts"), tokenizer_dir=tiny_tokenizer_dir, image_size=28,
+                     text_hidden_size=64, vision_hidden_size=32, vision_model_type="siglip")
+    (tmp_path / "xtuner" / "projector").mkdir(parents=True)
+    siglip = tmp_path / "parts" / "siglip"
+    argv = ["import-xtuner", str(tmp_path / "ours"), "--llava", str(tmp_path / "xtuner"),
+            "--llm", str(tiny_parts[0] / "llm"), "--visual_encoder", str(siglip)]
+    capsys.readouterr()
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == (
+        f"llava-hf import-xtuner: error: --visual_encoder {siglip} (siglip_vision_model) puts 0 tokens ahead of its "
+        "patches: XTuner's LLaVA drops token 0 of the encoder's output, which is a CLS only for encoders with exactly "
+        "one (CLIP), so its projector's features cannot be reproduced here\n")
