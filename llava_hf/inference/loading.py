@@ -379,6 +379,7 @@ def check_xtuner_projector(folder, llm, visual_encoder) -> dict:
             want = tuple(expected[name].shape) if name in expected else "no such parameter"
             raise UserInputError(
                 f"{folder}: projector tensor {xtuner_name!r} has shape {tuple(tensors[name].shape)}, but the LLM "
-                f"({llm}) and CLIP ({visual_encoder}) need {want}: a projector trained for another LLM or CLIP"
+                f"({llm}) and vision encoder ({visual_encoder}) need {want}: a projector trained for another LLM or "
+                "encoder"
             )
     return tensors

@@ -92,7 +92,7 @@ def test_fully_trained_llm_and_vit_and_a_pickled_projector(tiny_parts, image, tm
 @pytest.mark.parametrize("mistake, message", [
     ("no_projector", r"xtuner has no projector/ folder"),
     ("wide_projector", r"projector: projector tensor 'model.0.weight' has shape \(64, 48\), but the LLM \(.*\) and "
-                       r"CLIP \(.*\) need \(64, 32\)"),
+                       r"vision encoder \(.*\) need \(64, 32\)"),
     ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual_encoder FOLDER"),
 ])
 def test_layout_mistakes_are_one_line_errors(tiny_parts, tmp_path, capsys, mistake, message):

@@ -168,8 +168,8 @@ def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tok
 
 
 class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, GenerationMixin):
-    """CLIP vision tower -> 2-layer MLP projector -> causal LM. Build one from pretrained parts with
-    `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
+    """Vision encoder (CLIP, SigLIP, ...) -> projector (LLaVA-1.5's 2-layer MLP by default) -> causal LM. Build one
+    from pretrained parts with `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
 
     def __init__(self, config: LlavaInternLM2Config, language_model=None, vision_tower=None):
         """`language_model` / `vision_tower`: already-built backbones to use instead of new ones (see

@@ -1,8 +1,8 @@
-"""Processor for LLaVA-InternLM2: CLIP image processor + tokenizer + the internlm2 chat template.
+"""Processor for LLaVA-InternLM2: the vision encoder's image processor + tokenizer + the internlm2 chat template.
 
 Images are preprocessed in one place (`preprocess_images`, which the training data pipeline calls too):
 optionally padded to a square with the image-mean colour, as LLaVA-1.5 does for finetuning and inference,
-then resized/cropped/normalised by the CLIP image processor. Text has each `<image>` expanded to
+then resized/cropped/normalised by the encoder's image processor (CLIP's, SigLIP's, ...). Text has each `<image>` expanded to
 `image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
 """
 
@@ -75,10 +75,11 @@ def _flatten_images(images) -> list:
 
 class LlavaInternLM2Processor(ProcessorMixin):
     r"""
-    Wraps a CLIP image processor and a tokenizer that has `image_token` as a single added token.
+    Wraps the vision encoder's image processor and a tokenizer that has `image_token` as a single added token.
 
     Args:
-        image_processor: a `CLIPImageProcessor` (any image processor returning `pixel_values`).
+        image_processor: any image processor returning `pixel_values` (CLIP's, SigLIP's, ...; the PIL one where
+            transformers has one, as `build_llava_processor` loads it).
         tokenizer: the language model's tokenizer, with `image_token` added.
         chat_template: defaults to the internlm2 chat format (see `build_chat_template`).
         image_token: the placeholder the text uses for one image.
@@ -112,8 +113,12 @@ class LlavaInternLM2Processor(ProcessorMixin):
 
     @property
     def background_color(self) -> tuple[int, int, int]:
-        """The image-mean colour LLaVA-1.5 pads with."""
-        return tuple(int(x * 255) for x in self.image_processor.image_mean)
+        """The image-mean colour LLaVA-1.5 pads with (CLIP's, or SigLIP's 0.5 grey)."""
+        mean = getattr(self.image_processor, "image_mean", None)
+        if mean is None:
+            raise ValueError(f"{type(self.image_processor).__name__} has no image_mean to pad images to a square with; "
+                             "turn padding off (pad_to_square=False, --pad_image_to_square false)")
+        return tuple(int(x * 255) for x in mean)
 
     def preprocess_images(self, images, pad_to_square: bool | None = None) -> torch.Tensor:
         """`[n, 3, H, W]` pixel values for a list of images (padded to square first when enabled)."""
