@@ -148,3 +148,8 @@ def check_image_processor_fits(image_processor, vision_config, name) -> None:
         raise UserInputError(f"{name}: its image processor ({type(image_processor).__name__}) makes "
                              f"{tuple(pixels.shape[-2:])} images, but the encoder ({vision_config.model_type}) "
                              f"takes {expected}")
+
+
+__all__ = ["EncoderOutput", "check_encoder_fits", "check_image_processor_fits", "image_processor_from_pretrained",
+           "is_vision_encoder_config", "run_on_meta_device", "vision_config_from_pretrained",
+           "vision_encoder_from_pretrained"]
