@@ -282,7 +282,8 @@ def check_backbone_kinds(llm_label, vision_label, llm, visual_encoder) -> None:
     if llm_kind != "language":
         problems.append(f"{llm_label} is not a language model ({llm_found}); give the LLM XTuner trained on")
     if vision_kind != "vision":
-        problems.append(f"{vision_label} is not a vision encoder ({vision_found}); give the vision encoder XTuner trained on")
+        problems.append(f"{vision_label} is not a vision encoder ({vision_found}); give the vision encoder XTuner "
+                        "trained on")
     if problems:
         raise UserInputError("\n".join(problems))
 

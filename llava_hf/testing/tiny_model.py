@@ -38,8 +38,9 @@ def build_tiny_llava(
     (`projector_type`, `vision_feature_layer`, ...).
 
     With `save_dir`, the parts are written first (`save_dir/llm`: LLM + tokenizer, `save_dir/clip` or
-    `save_dir/siglip`: the vision model + image processor) and the model is built from them with `build_llava_from_pretrained`, so its config
-    records real source folders, as the demo needs. The same arguments always give the same weights.
+    `save_dir/siglip`: the vision model + image processor) and the model is built from them with
+    `build_llava_from_pretrained`, so its config records real source folders, as the demo needs. The same arguments
+    always give the same weights.
     """
     if vision_model_type not in VISION_MODEL_TYPES:
         raise ValueError(f"vision_model_type must be one of {VISION_MODEL_TYPES}, got {vision_model_type!r}")

@@ -58,7 +58,8 @@ def mixed_precision_dtype(training_args: LlavaTrainingArguments) -> torch.dtype:
 def new_model_config(model_args: ModelArguments) -> dict:
     """The config fields the flags set for a new model (`NEW_MODEL_CONFIG_FLAGS` that are given); one feature layer
     is an int, as in the config."""
-    fields = {name: getattr(model_args, name) for name in NEW_MODEL_CONFIG_FLAGS if getattr(model_args, name) is not None}
+    fields = {name: getattr(model_args, name) for name in NEW_MODEL_CONFIG_FLAGS
+              if getattr(model_args, name) is not None}
     layers = fields.get("vision_feature_layer")
     if isinstance(layers, (list, tuple)):
         fields["vision_feature_layer"] = layers[0] if len(layers) == 1 else list(layers)

@@ -102,4 +102,5 @@ def test_what_stock_llava_cannot_express_is_refused_with_the_reason():
         stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=registers, image_token_id=99,
                                                 num_additional_image_tokens=5))
     assert stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=registers, image_token_id=99,
-                                                   num_additional_image_tokens=5, vision_feature_select_strategy="full"))
+                                                   num_additional_image_tokens=5,
+                                                   vision_feature_select_strategy="full"))

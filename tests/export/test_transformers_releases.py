@@ -6,8 +6,9 @@ remote-code folder (`llava-hf merge`) does the same in 5.17 (the oldest release 
 newest 5.x, and in 4.x every Auto class says which release it needs instead of failing on an import. One Python
 per release runs both folders. The model is the demo's (and the same with a SigLIP encoder and a feature-layer
 list), with InternLM2's published rope (base 1e6, dynamic NTK x2, which 4.x reads only from `rope_theta` /
-`rope_scaling`) and a context shorter than the prompt, so the scaled rope is in every logit compared. The environments are built on the first run (about a minute) and cached; without the
-package index the tests are skipped.
+`rope_scaling`) and a context shorter than the prompt, so the scaled rope is in every logit compared. The
+environments are built on the first run (about a minute) and cached; without the package index the tests are
+skipped.
 """
 
 import pytest

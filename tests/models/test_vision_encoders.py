@@ -181,7 +181,8 @@ def test_encoders_llava_cannot_read_are_refused_naming_the_folder(llm_dir, tmp_p
         build_llava_processor(llm_dir, folder, num_additional_image_tokens=0)
     wrong_size = _save_vision_folder(tmp_path / "clip_224", clip, CLIPImageProcessorPil())
     with pytest.raises(UserInputError, match=rf"{wrong_size}: its image processor \(CLIPImageProcessorPil\) makes "
-                                             r"\(224, 224\) images, but the encoder \(clip_vision_model\) takes \(28, 28\)"):
+                                             r"\(224, 224\) images, but the encoder \(clip_vision_model\) takes "
+                                             r"\(28, 28\)"):
         build_llava_processor(llm_dir, wrong_size)
     convnext = _save_vision_folder(tmp_path / "convnext", ConvNextConfig(image_size=28, num_stages=2, depths=[1, 1],
                                                                          hidden_sizes=[8, 16]), clip_processor)

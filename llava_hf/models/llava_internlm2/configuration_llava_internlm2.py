@@ -135,8 +135,9 @@ class LlavaInternLM2Config(PreTrainedConfig):
             self.num_additional_image_tokens = KNOWN_ADDITIONAL_IMAGE_TOKENS.get(encoder)
         if self.num_additional_image_tokens is None:
             raise ValueError(
-                f"num_additional_image_tokens is not set and unknown for the vision encoder {encoder!r}: how many tokens "
-                "it emits per image besides its patches (a CLS token: 1); build_llava_from_pretrained measures it"
+                f"num_additional_image_tokens is not set and unknown for the vision encoder {encoder!r}: how many "
+                "tokens it emits per image besides its patches (a CLS token: 1); build_llava_from_pretrained "
+                "measures it"
             )
         layers = self.vision_feature_layer
         if isinstance(layers, list) and not layers:
@@ -145,8 +146,9 @@ class LlavaInternLM2Config(PreTrainedConfig):
         if (self.projector_downsample is not None and self.vision_feature_select_strategy == "full"
                 and self.num_additional_image_tokens):
             raise ValueError(
-                f"projector_downsample={self.projector_downsample!r} pools the patch grid, but the 'full' strategy keeps "
-                f"the {self.num_additional_image_tokens} token(s) {encoder!r} puts ahead of its patches: use 'default'"
+                f"projector_downsample={self.projector_downsample!r} pools the patch grid, but the 'full' strategy "
+                f"keeps the {self.num_additional_image_tokens} token(s) {encoder!r} puts ahead of its patches: use "
+                "'default'"
             )
 
     def vision_feature_layers(self) -> list[int]:
@@ -186,8 +188,8 @@ def vision_patch_grid(vision_config) -> tuple[int, int]:
     patch_size = getattr(vision_config, "patch_size", None)
     if image_size is None or patch_size is None:
         raise ValueError(
-            f"the vision encoder {vision_config.model_type!r} has no image_size / patch_size in its config: LLaVA needs "
-            "a fixed-resolution patch encoder (CLIP, SigLIP, ViT-style)"
+            f"the vision encoder {vision_config.model_type!r} has no image_size / patch_size in its config: LLaVA "
+            "needs a fixed-resolution patch encoder (CLIP, SigLIP, ViT-style)"
         )
     (height, width), (patch_height, patch_width) = _pair(image_size), _pair(patch_size)
     return height // patch_height, width // patch_width

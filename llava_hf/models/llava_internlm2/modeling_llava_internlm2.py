@@ -76,7 +76,8 @@ def downsample_patch_grid(features: torch.Tensor, grid: tuple[int, int], mode: s
     rows, columns = grid
     n, tokens, dim = features.shape
     if tokens != rows * columns:
-        raise ValueError(f"projector_downsample: {tokens} features per image do not form the {rows}x{columns} patch grid")
+        raise ValueError(f"projector_downsample: {tokens} features per image do not form the {rows}x{columns} "
+                         "patch grid")
     grid_features = features.reshape(n, rows, columns, dim)
     if mode == "avg_pool":
         pooled = nn.functional.avg_pool2d(grid_features.permute(0, 3, 1, 2), kernel_size=2, ceil_mode=True)

@@ -2,8 +2,8 @@
 
 Images are preprocessed in one place (`preprocess_images`, which the training data pipeline calls too):
 optionally padded to a square with the image-mean colour, as LLaVA-1.5 does for finetuning and inference,
-then resized/cropped/normalised by the encoder's image processor (CLIP's, SigLIP's, ...). Text has each `<image>` expanded to
-`image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
+then resized/cropped/normalised by the encoder's image processor (CLIP's, SigLIP's, ...). Text has each `<image>`
+expanded to `image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
 """
 
 from .transformers_version import require_supported_transformers
