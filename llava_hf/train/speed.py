@@ -186,7 +186,10 @@ def _as_llama_shape(vision_config):
     MHA)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(hidden_size=vision_config.hidden_size, intermediate_size=vision_config.intermediate_size,
+    intermediate_size = getattr(vision_config, "intermediate_size", None)  # DINOv2 states an mlp_ratio instead
+    if intermediate_size is None:
+        intermediate_size = int(vision_config.hidden_size * getattr(vision_config, "mlp_ratio", 4))
+    return SimpleNamespace(hidden_size=vision_config.hidden_size, intermediate_size=intermediate_size,
                            num_attention_heads=vision_config.num_attention_heads,
                            num_key_value_heads=vision_config.num_attention_heads, head_dim=None)
 
