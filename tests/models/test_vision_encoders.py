@@ -194,3 +194,26 @@ def test_encoders_llava_cannot_read_are_refused_naming_the_folder(llm_dir, tmp_p
     with pytest.raises(UserInputError, match="no image_size / patch_size .* a fixed-resolution patch encoder"):
         build_llava_processor(llm_dir, str(tmp_path / "naflex"))
 
+
+
+@pytest.mark.parametrize("vision_model_type", ["clip_vision_model", "siglip"])
+def test_a_saved_processor_reloads_the_pil_image_processor(vision_model_type, tiny_tokenizer_dir, tmp_path,
+                                                           monkeypatch):
+    """AutoImageProcessor picks the torchvision implementation wherever torchvision is installed (its resize gives
+    other pixels): the saved processor asks for the PIL one the builder used."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    _, processor = build_tiny_llava(tokenizer_dir=tiny_tokenizer_dir, vision_model_type=vision_model_type, **TINY)
+    processor.save_pretrained(tmp_path)
+    backends = []
+    load = AutoImageProcessor.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        backends.append(kwargs.get("backend"))
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoImageProcessor, "from_pretrained", classmethod(recording))
+    reloaded = AutoProcessor.from_pretrained(tmp_path)
+    assert backends == ["pil"] and type(reloaded.image_processor) is type(processor.image_processor)
+    image = Image.new("RGB", (50, 30), (10, 200, 30))
+    assert torch.equal(reloaded.preprocess_images([image]), processor.preprocess_images([image]))

@@ -34,6 +34,9 @@ def build_chat_template(image_token: str = "<image>") -> str:
     )
 
 
+# `from_pretrained` keyword arguments that say where files come from, passed on to the image processor's loading.
+PRETRAINED_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+
 # Tokens that end a chat turn in the chat formats we know (InternLM2/Qwen ChatML, Llama-3, Phi-3).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>")
 
@@ -110,6 +113,19 @@ class LlavaInternLM2Processor(ProcessorMixin):
         if chat_template is None:
             chat_template = build_chat_template(image_token)
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """The saved processor, its image processor in the PIL implementation where transformers has one, as
+        `build_llava_processor` chose it: `AutoImageProcessor` would pick the torchvision one wherever torchvision is
+        installed, whose resizing gives slightly different pixels than the model was trained on."""
+        if kwargs.get("image_processor") is None:
+            from transformers import AutoImageProcessor
+
+            hub_kwargs = {key: kwargs[key] for key in PRETRAINED_HUB_KWARGS if key in kwargs}
+            kwargs["image_processor"] = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path,
+                                                                           backend="pil", **hub_kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @property
     def background_color(self) -> tuple[int, int, int]:
