@@ -31,16 +31,24 @@ def vision_config_from_pretrained(name_or_path, pooling_head: bool = False):
     vision_config = getattr(config, "vision_config", None)
     if isinstance(vision_config, PreTrainedConfig):
         config = vision_config
-    if getattr(config, "vision_use_head", False) and not pooling_head:
-        config.vision_use_head = False
+    if not pooling_head:
+        drop_pooling_head(config)
     return config
+
+
+def drop_pooling_head(vision_config) -> None:
+    """Switch SigLIP's attention-pooling head off (`vision_use_head`, which transformers before 5.2x reads without
+    declaring it, defaulting to on)."""
+    if getattr(vision_config, "vision_use_head", vision_config.model_type == "siglip_vision_model"):
+        vision_config.vision_use_head = False
 
 
 
 def image_processor_from_pretrained(name_or_path):
     """The folder's image processor, in its PIL implementation where transformers has one: the pixels LLaVA and
     XTuner trained on, with or without torchvision installed (the torchvision one resizes slightly differently)."""
-    from transformers import AutoImageProcessor
+    # from its module: transformers 5.17's top-level name is a placeholder that demands torchvision
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     return AutoImageProcessor.from_pretrained(name_or_path, backend="pil")
 
@@ -150,6 +158,6 @@ def check_image_processor_fits(image_processor, vision_config, name) -> None:
                              f"takes {expected}")
 
 
-__all__ = ["EncoderOutput", "check_encoder_fits", "check_image_processor_fits", "image_processor_from_pretrained",
-           "is_vision_encoder_config", "run_on_meta_device", "vision_config_from_pretrained",
-           "vision_encoder_from_pretrained"]
+__all__ = ["EncoderOutput", "check_encoder_fits", "check_image_processor_fits", "drop_pooling_head",
+           "image_processor_from_pretrained", "is_vision_encoder_config", "run_on_meta_device",
+           "vision_config_from_pretrained", "vision_encoder_from_pretrained"]

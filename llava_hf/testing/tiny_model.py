@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPImageProcesso
 from ..models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, LlavaInternLM2Processor
 from ..models.llava_internlm2.builder import assemble_llava, build_llava_from_pretrained
 from ..models.llava_internlm2.modeling_llava_internlm2 import causal_lm_from_config
+from ..models.vision_encoders import drop_pooling_head
 from .tiny_tokenizer import build_tiny_internlm2_tokenizer_files
 
 # What `vision_model_type` may be: the vision model alone, or a two-tower folder as published
@@ -76,8 +77,7 @@ def build_tiny_llava(
         vision_alone = AutoConfig.for_model(f"{family}_vision_model", **vision)
         language_model = causal_lm_from_config(text_config)
         if save_dir is None:
-            if hasattr(vision_alone, "vision_use_head"):
-                vision_alone.vision_use_head = False  # as the builder loads SigLIP (`vision_config_from_pretrained`)
+            drop_pooling_head(vision_alone)  # as the builder loads SigLIP (`vision_config_from_pretrained`)
             vision_model = AutoModel.from_config(vision_alone)
         elif vision_model_type.endswith("_vision_model"):
             vision_model = AutoModel.from_config(vision_alone)

@@ -119,13 +119,15 @@ class LlavaInternLM2Processor(ProcessorMixin):
         """The saved processor, its image processor in the PIL implementation where transformers has one, as
         `build_llava_processor` chose it: `AutoImageProcessor` would pick the torchvision one wherever torchvision is
         installed, whose resizing gives slightly different pixels than the model was trained on."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if kwargs.get("image_processor") is None:
-            from transformers import AutoImageProcessor
+            # from its module: transformers 5.17's top-level name is a placeholder that demands torchvision
+            from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
             hub_kwargs = {key: kwargs[key] for key in PRETRAINED_HUB_KWARGS if key in kwargs}
-            kwargs["image_processor"] = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path,
+            processor.image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path,
                                                                            backend="pil", **hub_kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return processor
 
     @property
     def background_color(self) -> tuple[int, int, int]:
