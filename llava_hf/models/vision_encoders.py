@@ -17,7 +17,7 @@ import torch
 
 from ..errors import UserInputError
 from .llava_internlm2.checkpoint_io import vision_encoder_from_pretrained
-from .llava_internlm2.configuration_llava_internlm2 import vision_patch_grid
+from .llava_internlm2.configuration_llava_internlm2 import vision_image_size, vision_patch_grid
 
 
 def vision_config_from_pretrained(name_or_path, pooling_head: bool = False):
@@ -43,7 +43,6 @@ def drop_pooling_head(vision_config) -> None:
         vision_config.vision_use_head = False
 
 
-
 def image_processor_from_pretrained(name_or_path):
     """The folder's image processor, in its PIL implementation where transformers has one: the pixels LLaVA and
     XTuner trained on, with or without torchvision installed (the torchvision one resizes slightly differently)."""
@@ -65,7 +64,7 @@ def is_vision_encoder_config(config: dict) -> bool:
 @dataclass(frozen=True)
 class EncoderOutput:
     """What one image through the encoder gives: `tokens` per hidden state of `width` features, and
-    `hidden_states` states (the embeddings, then one per layer)."""
+    `hidden_states` states (the embeddings, then one per layer); `patches` is what its config's grid holds."""
 
     tokens: int
     width: int
@@ -100,8 +99,7 @@ def run_on_meta_device(vision_config, name) -> EncoderOutput:
     if needed:
         raise UserInputError(f"{encoder}: {type(model).__name__} needs {needed} besides the pixel values (a "
                              "variable-resolution encoder); LLaVA runs fixed-resolution encoders on pixel values alone")
-    size = vision_config.image_size
-    height, width = (size, size) if isinstance(size, int) else size
+    height, width = vision_image_size(vision_config)
     pixels = torch.empty(1, getattr(vision_config, "num_channels", 3), height, width, device="meta")
     try:
         with torch.no_grad():
@@ -149,10 +147,9 @@ def check_image_processor_fits(image_processor, vision_config, name) -> None:
     """The image processor makes images of the size the encoder was built for (one small image, through it)."""
     from PIL import Image
 
-    size = vision_config.image_size
-    expected = (size, size) if isinstance(size, int) else tuple(size)
+    expected = vision_image_size(vision_config)
     pixels = image_processor(Image.new("RGB", (32, 24)), return_tensors="pt")["pixel_values"]
-    if tuple(pixels.shape[-2:]) != tuple(expected):
+    if tuple(pixels.shape[-2:]) != expected:
         raise UserInputError(f"{name}: its image processor ({type(image_processor).__name__}) makes "
                              f"{tuple(pixels.shape[-2:])} images, but the encoder ({vision_config.model_type}) "
                              f"takes {expected}")

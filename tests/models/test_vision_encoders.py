@@ -191,7 +191,8 @@ def test_encoders_llava_cannot_read_are_refused_naming_the_folder(llm_dir, tmp_p
         build_llava_processor(llm_dir, convnext)
     naflex = AutoConfig.for_model("siglip2_vision_model", hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
     naflex.save_pretrained(tmp_path / "naflex")
-    with pytest.raises(UserInputError, match="no image_size / patch_size .* a fixed-resolution patch encoder"):
+    with pytest.raises(UserInputError, match="'siglip2_vision_model' has no image_size in its config: LLaVA needs a "
+                                             "fixed-resolution patch encoder"):
         build_llava_processor(llm_dir, str(tmp_path / "naflex"))
 
 

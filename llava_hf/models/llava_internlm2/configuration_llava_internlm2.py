@@ -184,18 +184,22 @@ class LlavaInternLM2Config(PreTrainedConfig):
 
 def vision_patch_grid(vision_config) -> tuple[int, int]:
     """(rows, columns) of patches a fixed-resolution patch encoder (CLIP, SigLIP, ViT) sees in one image."""
-    image_size = getattr(vision_config, "image_size", None)
-    patch_size = getattr(vision_config, "patch_size", None)
-    if image_size is None or patch_size is None:
-        raise ValueError(
-            f"the vision encoder {vision_config.model_type!r} has no image_size / patch_size in its config: LLaVA "
-            "needs a fixed-resolution patch encoder (CLIP, SigLIP, ViT-style)"
-        )
-    (height, width), (patch_height, patch_width) = _pair(image_size), _pair(patch_size)
+    (height, width), (patch_height, patch_width) = vision_image_size(vision_config), _sizes(vision_config, "patch_size")
     return height // patch_height, width // patch_width
 
 
-def _pair(size) -> tuple[int, int]:
+def vision_image_size(vision_config) -> tuple[int, int]:
+    """(height, width) of the images a fixed-resolution encoder takes."""
+    return _sizes(vision_config, "image_size")
+
+
+def _sizes(vision_config, field: str) -> tuple[int, int]:
+    size = getattr(vision_config, field, None)
+    if size is None:
+        raise ValueError(
+            f"the vision encoder {vision_config.model_type!r} has no {field} in its config: LLaVA needs a "
+            "fixed-resolution patch encoder (CLIP, SigLIP, ViT-style)"
+        )
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
