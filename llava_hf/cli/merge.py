@@ -1,6 +1,6 @@
 """`llava-hf merge`: one complete, self-contained model folder from anything training writes (see
 `llava_hf.export.merge`), or the seed's `merge LLM_DIR LLM_ADAPTER OUT` and
-`merge CLIP_DIR CLIP_ADAPTER OUT --is_clip`."""
+`merge VISION_DIR VISION_ADAPTER OUT --is_clip` (CLIP, SigLIP, ...; the flag keeps XTuner's name)."""
 
 import argparse
 import sys
@@ -12,9 +12,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.usage = "llava-hf merge [options] SRC OUT | BASE ADAPTER OUT [--is_clip]"
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="SRC OUT: a training output (full, stage-1, LoRA/QLoRA adapter, checkpoint-N) -> one "
-                             "complete folder. BASE ADAPTER OUT: a PEFT adapter merged into a bare LLM (or CLIP, "
-                             "with --is_clip), e.g. XTuner's llm_adapter/ and visual_encoder_adapter/")
-    parser.add_argument("--is_clip", action="store_true", help="BASE is a CLIP vision model (ADAPTER a ViT LoRA)")
+                             "complete folder. BASE ADAPTER OUT: a PEFT adapter merged into a bare LLM (or vision "
+                             "encoder, with --is_clip), e.g. XTuner's llm_adapter/ and visual_encoder_adapter/")
+    parser.add_argument("--is_clip", action="store_true",
+                        help="BASE is a vision encoder: CLIP, SigLIP, ... (ADAPTER a ViT LoRA)")
     add_output_arguments(parser)
 
 

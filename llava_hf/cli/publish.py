@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
                         help="training dataset for the card's `datasets` (Hub id; repeat for several)")
     parser.add_argument("--base_model", action="append", default=[], metavar="NAME",
-                        help="base model for the card (default: the LLM and CLIP the model was built from, "
+                        help="base model for the card (default: the LLM and vision encoder the model was built from, "
                              "when they are Hub ids)")
     parser.add_argument("--license", default="other", help="license id for the card (default: other, a placeholder)")
     parser.add_argument("--mmbench_result", metavar="JSON",

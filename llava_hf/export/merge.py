@@ -9,19 +9,18 @@ weights. The merged model therefore computes W + BA where the QLoRA model comput
 outputs differ from the 4-bit model's by the NF4 rounding of the base weights (the same difference as between
 the base model in 16-bit and in 4-bit), not by anything the merge adds.
 
-The seed's two plain forms (XTuner's `convert merge`) merge a PEFT adapter into a bare LLM or CLIP:
-`merge_plain_adapter(LLM_DIR, llm_adapter, OUT)` and `merge_plain_adapter(CLIP_DIR, visual_encoder_adapter, OUT,
-is_clip=True)`.
+The seed's two plain forms (XTuner's `convert merge`) merge a PEFT adapter into a bare LLM or vision encoder (CLIP,
+SigLIP, ...: the flag keeps XTuner's name): `merge_plain_adapter(LLM_DIR, llm_adapter, OUT)` and
+`merge_plain_adapter(VISION_DIR, visual_encoder_adapter, OUT, is_clip=True)`.
 """
 
 import os
 
 from ..errors import UserInputError
 from ..dtypes import resolve_dtype
-from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_model_type
-from ..models.adapters import (
-    CLIP_MODEL_TYPES, adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton,
-)
+from ..inference.loading import LLAVA_MODEL_TYPE, has_processor, read_config_json, read_model_type
+from ..models.adapters import adapter_base, bare_backbone_from_config, check_adapter_fits, is_adapter_folder, skeleton
+from ..models.vision_encoders import is_vision_encoder_config
 from .output_folder import atomic_output_folder, check_output_folder
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
@@ -55,8 +54,9 @@ def folder_kind(src: str) -> str:
         return "llava"
     if os.path.isdir(os.path.join(src, "projector")):
         hint = "an XTuner pth_to_hf output: use `llava-hf import-xtuner`"
-    elif model_type in CLIP_MODEL_TYPES:
-        hint = "a CLIP model: to merge a CLIP adapter use `llava-hf merge CLIP_DIR ADAPTER OUT --is_clip`"
+    elif model_type and is_vision_encoder_config(read_config_json(src)):
+        hint = (f"a vision encoder ({model_type!r}): to merge its adapter use `llava-hf merge VISION_DIR ADAPTER OUT "
+                "--is_clip`")
     elif model_type:
         hint = f"an LLM ({model_type!r}): to merge an LLM adapter use `llava-hf merge LLM_DIR ADAPTER OUT`"
     else:
@@ -78,7 +78,7 @@ def load_merged(src: str, dtype: str = "auto"):
     base = adapter_base(src)
     if read_model_type(base) != LLAVA_MODEL_TYPE:
         raise UserInputError(f"{src}: the adapter's base {base} is not a LLaVA model folder (model_type "
-                             f"{read_model_type(base)!r}); for an adapter on a bare LLM or CLIP use "
+                             f"{read_model_type(base)!r}); for an adapter on a bare LLM or vision encoder use "
                              "`llava-hf merge BASE ADAPTER OUT [--is_clip]`")
     config = LlavaInternLM2Config.from_pretrained(base)
     check_adapter_fits(skeleton(lambda: LlavaInternLM2ForConditionalGeneration(config)), src)  # before the weights
@@ -103,9 +103,14 @@ def save_model_folder(model, processor, folder: str, max_shard_size: str = DEFAU
 def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False, dtype: str = "auto",
                         max_shard_size: str = DEFAULT_MAX_SHARD_SIZE, force: bool = False) -> str:
     """XTuner's `convert merge BASE ADAPTER OUT [--is_clip]`: a PEFT adapter trained on a bare LLM (with its
-    tokenizer) or CLIP vision model (with its image processor), merged into it. Returns `out`."""
+    tokenizer) or vision encoder (CLIP, SigLIP, ..., with its image processor; a two-tower folder gives its vision
+    side), merged into it. Returns `out`."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessorPil, CLIPVisionModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..models.vision_encoders import (
+        image_processor_from_pretrained, vision_config_from_pretrained, vision_encoder_from_pretrained,
+    )
 
     check_output_folder(out, force, inputs=[base, adapter])
     for folder, what in ((base, "base model"), (adapter, "adapter")):
@@ -113,24 +118,27 @@ def merge_plain_adapter(base: str, adapter: str, out: str, is_clip: bool = False
             raise UserInputError(f"{what} folder not found: {folder}")
     if not is_adapter_folder(adapter):
         raise UserInputError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json)")
-    model_type = read_model_type(base)
-    if model_type is None:
+    config = read_config_json(base)
+    model_type = (config or {}).get("model_type")
+    if config is None:
         raise UserInputError(f"{base} has no config.json")
     if model_type == LLAVA_MODEL_TYPE:
         raise UserInputError(f"{base} is a LLaVA model folder: an adapter trained on it names it as its base, so "
                              "merge with `llava-hf merge ADAPTER OUT`")
-    if is_clip != (model_type in CLIP_MODEL_TYPES):
+    if is_clip != is_vision_encoder_config(config):
         raise UserInputError(f"{base} is a {model_type!r} model: " + (
-            "--is_clip merges into a CLIP vision model" if is_clip else "add --is_clip to merge a CLIP adapter"))
+            "--is_clip merges into a vision encoder (CLIP, SigLIP, ...)" if is_clip
+            else "add --is_clip to merge a vision-encoder (CLIP, SigLIP, ...) adapter"))
     attribute = "vision_tower" if is_clip else "language_model"
     check_adapter_fits(skeleton(lambda: bare_backbone_from_config(attribute, base)), adapter)
     if is_clip:
-        model_class, preprocessor_class = CLIPVisionModel, CLIPImageProcessorPil
+        model = vision_encoder_from_pretrained(base, vision_config_from_pretrained(base, pooling_head=True),
+                                               dtype=resolve_dtype(dtype))
+        preprocessor = image_processor_from_pretrained(base)
     else:
-        model_class, preprocessor_class = AutoModelForCausalLM, AutoTokenizer
-    model = model_class.from_pretrained(base, dtype=resolve_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=resolve_dtype(dtype))
+        preprocessor = AutoTokenizer.from_pretrained(base)
     model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    preprocessor = preprocessor_class.from_pretrained(base)
     with atomic_output_folder(out, force, inputs=[base, adapter]) as staging:
         model.save_pretrained(staging, max_shard_size=max_shard_size)
         preprocessor.save_pretrained(staging)

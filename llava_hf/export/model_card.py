@@ -148,6 +148,17 @@ def folder_requirements(stock: bool) -> list[str]:
     return [f"transformers>={minimum}", "torch", "pillow"]
 
 
+def _projector_description(config) -> str:
+    """LLaVA-1.5's "2-layer MLP projector (gelu)", or what the config chose instead (a stock LlavaConfig has no
+    choice)."""
+    if getattr(config, "projector_type", "mlp2x_gelu") == "mlp2x_gelu":
+        projector = f"2-layer MLP projector ({config.projector_hidden_act})"
+    else:
+        projector = "linear projector"
+    downsample = getattr(config, "projector_downsample", None)
+    return f"2x2 token downsampling ({downsample}) + {projector}" if downsample else projector
+
+
 def save_model_card(card: ModelCard, folder: str) -> None:
     """`README.md`, and `requirements.txt` holding the card's `requirements`."""
     card.save(os.path.join(folder, "README.md"))
@@ -175,13 +186,13 @@ def build_model_card(config, repo: str | None = None, training: list[dict] | Non
         f"# {name}",
         "",
         f"A LLaVA-style vision-language model trained with llava_hf: vision tower `{vision.model_type}` "
-        f"({vision.num_hidden_layers} layers, {vision.image_size}px images, patch {vision.patch_size}) -> 2-layer MLP "
-        f"projector ({config.projector_hidden_act}) -> language model `{text.model_type}` ({text.num_hidden_layers} "
+        f"({vision.num_hidden_layers} layers, {vision.image_size}px images, patch {vision.patch_size}) -> "
+        f"{_projector_description(config)} -> language model `{text.model_type}` ({text.num_hidden_layers} "
         f"layers, hidden size {text.hidden_size}, vocabulary {text.vocab_size}).",
         "",
         f"Each image becomes {config.image_seq_length} tokens (features of vision layer "
         f"{config.vision_feature_layer}, strategy `{config.vision_feature_select_strategy}`); images are padded "
-        "to a square with the CLIP mean colour, as in LLaVA-1.5.",
+        "to a square with the image processor's mean colour, as in LLaVA-1.5.",
         "",
         "## Usage",
         "",

@@ -1,7 +1,7 @@
 """`llava-hf publish`: upload a trained model to the Hugging Face Hub as a folder that works without llava_hf.
 
 A training output is rarely publishable as it is: an adapter needs its base folder, a stage-1 folder needs the
-LLM and CLIP folders its config points at, and both record local paths. So the folder is first made
+LLM and vision-encoder folders its config points at, and both record local paths. So the folder is first made
 self-contained in a temporary staging folder (`load_merged` + `save_model_folder`: adapters merged, backbones
 materialised, model/processor code and `auto_map` included), local paths are dropped from the config, the model
 card is written, and only then is the staging folder uploaded with `huggingface_hub` (`create_repo` +

@@ -11,10 +11,14 @@ only names and packaging:
   `vision_tower.vision_model.*`, `multi_modal_projector.*`): what transformers 4.x, vLLM and transformers >= 5.17
   read. (transformers 5's own `save_pretrained` writes the vision tower without its `vision_model.` prefix, which
   only transformers 5 reads.)
+- image features: stock LLaVA's `default` strategy drops token 0 of any encoder, ours drops the tokens the encoder
+  puts ahead of its patches (CLIP's CLS; none for SigLIP). So an encoder with one CLS keeps `default`, and one without
+  (SigLIP) is written with `full`, which there keeps the same tokens (`stock_feature_selection`).
 - processor: `LlavaProcessor` with a stock fast tokenizer (`tokenizer.json`), `LlavaImageProcessor` with
-  `do_pad` (pads to a square with the CLIP mean colour before resizing, as our processor does) and the CLIP
-  resize/crop/normalise settings, `num_additional_image_tokens=1` (CLIP's CLS) so its image-token count equals
-  our `image_seq_length`; our chat template; a generation config that stops at EOS and at `<|im_end|>`.
+  `do_pad` (pads to a square with the image-mean colour before resizing, as our processor does) and the encoder's
+  resize/crop/normalise settings (checked: the same pixels on probe images), `num_additional_image_tokens` (CLIP's
+  CLS: 1, SigLIP: 0) so its image-token count equals our `image_seq_length`; our chat template; a generation config
+  that stops at EOS and at `<|im_end|>`.
 - transformers 4.x (>= 4.49, which many serving stacks still pin) reads the folder too, with the same ids, pixels,
   rope and output: `transformers4_files` adds what it reads where 5.x writes something else (the tokenizer class,
   `rope_theta` / `rope_scaling` next to `rope_parameters`, `preprocessor_config.json`). The model card and
@@ -23,8 +27,9 @@ only names and packaging:
 Every field of our config has a `LlavaConfig` counterpart except `text_model_name_or_path` /
 `vision_model_name_or_path`, which only matter for a folder without backbone weights (the export holds them all).
 What the stock class cannot express is refused before any weight is read, with the reason (`stock_llava_config`):
-a text model or vision tower transformers does not implement, or a vision tower other than CLIP (LlavaProcessor
-counts image tokens as patches + `num_additional_image_tokens`, which we only know to match for CLIP's one CLS).
+a text model or vision tower transformers does not implement, a projector other than `mlp2x_gelu` (stock's is
+always Linear-act-Linear, without token downsampling), or a `default` strategy that drops more than the first token
+(an encoder with register tokens). Such a model still trains, merges, chats and loads with remote code.
 """
 
 import copy
@@ -35,9 +40,12 @@ from ..errors import UserInputError
 from .merge import DEFAULT_MAX_SHARD_SIZE, folder_kind, load_merged
 from .output_folder import atomic_output_folder, check_output_folder
 
-# CLIP's image processor settings that LlavaImageProcessor shares.
+# The image processor settings LlavaImageProcessor shares (CLIP's; SigLIP's are a subset, without a crop).
 IMAGE_PROCESSOR_SETTINGS = ("size", "crop_size", "resample", "do_resize", "do_center_crop", "do_rescale",
                             "rescale_factor", "do_normalize", "image_mean", "image_std", "do_convert_rgb")
+# Encoders whose Hub checkpoints (and transformers 4.x) name their weights `vision_model.*`.
+VISION_MODEL_PREFIXED = ("clip_vision_model", "siglip_vision_model")
+CANNOT_EXPORT = "cannot export to stock LlavaForConditionalGeneration: "
 
 
 def export_stock_llava(src: str, out: str, dtype: str = "auto", max_shard_size: str = DEFAULT_MAX_SHARD_SIZE,
@@ -82,23 +90,44 @@ def stock_llava_config(config):
                 f"cannot export to stock LlavaForConditionalGeneration: the {part} is a {sub_config.model_type!r} "
                 "model, which transformers does not implement (stock LLaVA would need remote code for it)"
             )
-    if config.vision_config.model_type != "clip_vision_model":
+    if config.projector_downsample is not None:
         raise UserInputError(
-            "cannot export to stock LlavaForConditionalGeneration: the vision tower is "
-            f"{config.vision_config.model_type!r}; "
-            "LlavaProcessor's image-token count (patches + num_additional_image_tokens) is only known to match ours "
-            "for CLIP (one CLS token)"
+            f"{CANNOT_EXPORT}projector_downsample={config.projector_downsample!r} merges each 2x2 block of patches "
+            "into one image token, and stock LLaVA's projector has no such step (it maps every selected encoder token "
+            "to one image token); `llava-hf merge` writes a folder that loads with trust_remote_code"
         )
+    if config.projector_type != "mlp2x_gelu":
+        raise UserInputError(
+            f"{CANNOT_EXPORT}projector_type={config.projector_type!r}: stock LLaVA's projector is always "
+            "Linear-activation-Linear (mlp2x_gelu); `llava-hf merge` writes a folder that loads with trust_remote_code"
+        )
+    strategy, _ = stock_feature_selection(config)
     return LlavaConfig(
         text_config=text_config,
         vision_config=vision_config,
         image_token_index=config.image_token_id,
         image_seq_length=config.image_seq_length,
         projector_hidden_act=config.projector_hidden_act,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        vision_feature_select_strategy=strategy,
         vision_feature_layer=config.vision_feature_layer,
         multimodal_projector_bias=config.multimodal_projector_bias,
         tie_word_embeddings=config.tie_word_embeddings,
+    )
+
+
+def stock_feature_selection(config) -> tuple[str, int]:
+    """(stock `vision_feature_select_strategy`, LlavaProcessor's `num_additional_image_tokens`) that select the
+    features ours does. Stock's `default` drops exactly token 0, whatever the encoder: ours drops the encoder's
+    `num_additional_image_tokens`, so it is stock's `default` for one CLS and stock's `full` for none (SigLIP)."""
+    additional = config.num_additional_image_tokens
+    if config.vision_feature_select_strategy == "full" or additional == 0:
+        return "full", additional
+    if additional == 1:
+        return "default", 1
+    raise UserInputError(
+        f"{CANNOT_EXPORT}the vision tower ({config.vision_config.model_type}) puts {additional} tokens ahead of its "
+        "patches (a CLS and register tokens), which the 'default' strategy drops; stock LLaVA's 'default' drops only "
+        "the first (train with --vision_feature_select_strategy full to export such an encoder)"
     )
 
 
@@ -149,43 +178,66 @@ def to_stock_llava_model(model):
 
 
 def hub_layout_state_dict(stock) -> dict:
-    """`LlavaForConditionalGeneration`'s weights under the names LLaVA checkpoints on the Hub use."""
+    """`LlavaForConditionalGeneration`'s weights under the names LLaVA checkpoints on the Hub use (CLIP's and SigLIP's
+    with their `vision_model.` prefix, which transformers 4.x needs and 5.x removes on loading)."""
+    vision_prefix = ("vision_tower.vision_model." if stock.config.vision_config.model_type in VISION_MODEL_PREFIXED
+                     else "vision_tower.")
     renames = (("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
-               ("model.vision_tower.", "vision_tower.vision_model."),
-               ("model.multi_modal_projector.", "multi_modal_projector."))
+               ("model.vision_tower.", vision_prefix), ("model.multi_modal_projector.", "multi_modal_projector."))
     state = {}
     for key, tensor in stock.state_dict().items():
         if key == "lm_head.weight" and stock.config.tie_word_embeddings:
             continue  # the input embeddings; loading ties them again
         runtime, hub = next((old, new) for old, new in renames if key.startswith(old))
         rest = key[len(runtime):]
-        state[hub + rest.removeprefix("vision_model.")] = tensor  # CLIP's prefix once, whether or not it is there
+        state[hub + rest.removeprefix("vision_model.")] = tensor  # the prefix once, whether or not it is there
     return state
 
 
 def to_stock_llava_processor(processor, config):
-    """`LlavaProcessor` equivalent to our processor: same tokenizer ids, same pixels, same image-token count."""
+    """`LlavaProcessor` equivalent to our processor: same tokenizer ids, same pixels, same image-token count (the
+    pixels and the count checked on probe images)."""
     from transformers import LlavaImageProcessorPil, LlavaProcessor
 
     settings = processor.image_processor.to_dict()
-    image_processor = LlavaImageProcessorPil(do_pad=processor.pad_to_square,
-                                          **{k: settings[k] for k in IMAGE_PROCESSOR_SETTINGS if k in settings})
+    settings = {k: settings[k] for k in IMAGE_PROCESSOR_SETTINGS if settings.get(k) is not None}
+    settings.setdefault("do_center_crop", False)  # SigLIP's resizes to the final size; LlavaImageProcessor crops
+    image_processor = LlavaImageProcessorPil(do_pad=processor.pad_to_square, **settings)
+    strategy, additional = stock_feature_selection(config)
     stock = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=stock_tokenizer(processor.tokenizer),
         patch_size=config.vision_config.patch_size,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        vision_feature_select_strategy=strategy,
         chat_template=processor.chat_template,
         image_token=processor.image_token,
-        num_additional_image_tokens=1,  # CLIP's CLS token
+        num_additional_image_tokens=additional,  # CLIP's CLS: 1; SigLIP: 0
     )
-    crop = image_processor.crop_size
-    count = (crop["height"] // stock.patch_size) * (crop["width"] // stock.patch_size) + 1
-    count -= 1 if stock.vision_feature_select_strategy == "default" else 0
-    if count != config.image_seq_length:
-        raise UserInputError(f"cannot export: LlavaProcessor would insert {count} image tokens per image (crop "
-                             f"{crop}, patch {stock.patch_size}), the model needs {config.image_seq_length}")
+    check_same_preprocessing(processor, stock, config)
     return stock
+
+
+def check_same_preprocessing(processor, stock, config) -> None:
+    """`UserInputError` unless the stock processor gives our pixels (within 1e-5) and our image-token count on a wide
+    and a tall probe image."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for width, height in ((48, 30), (30, 52)):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        ours = processor.preprocess_images([image])
+        theirs = stock(images=[image], text=stock.image_token, return_tensors="pt")
+        if ours.shape != theirs["pixel_values"].shape or (ours - theirs["pixel_values"]).abs().max() > 1e-5:
+            raise UserInputError(
+                f"{CANNOT_EXPORT}LlavaImageProcessor does not reproduce {type(processor.image_processor).__name__}'s "
+                f"pixels (a {width}x{height} probe image gives {tuple(theirs['pixel_values'].shape)} vs "
+                f"{tuple(ours.shape)}, or different values)"
+            )
+        count = int((theirs["input_ids"] == stock.tokenizer.convert_tokens_to_ids(stock.image_token)).sum())
+        if count != config.image_seq_length:
+            raise UserInputError(f"{CANNOT_EXPORT}LlavaProcessor would insert {count} image tokens per image (patch "
+                                 f"{stock.patch_size}), the model needs {config.image_seq_length}")
 
 
 def stock_tokenizer(tokenizer):

@@ -4,8 +4,9 @@ It accepts every folder our tools write, so users never merge adapters just to t
 
 * a full model folder (`config.json` with `model_type: llava_internlm2`, stage-1 outputs included);
 * a training output holding a PEFT adapter whose `base_model_name_or_path` is such a folder;
-* XTuner's triple: an LLM folder, a CLIP folder, and a `--llava` folder with `projector/` and optional
-  `llm_adapter/`, `visual_encoder_adapter/` (and `visual_encoder/`, which then replaces the CLIP folder).
+* XTuner's triple: an LLM folder, a vision-encoder folder (CLIP, or another encoder with one CLS token, which
+  XTuner's `[:, 1:]` drops), and a `--llava` folder with `projector/` and optional `llm_adapter/`,
+  `visual_encoder_adapter/` (and `visual_encoder/`, which then replaces the encoder folder).
 
 Every user mistake becomes a `UserInputError` with one line naming the folder, raised before weights load.
 """
@@ -211,9 +212,10 @@ def check_xtuner_layout(llm, visual_encoder, llava, llm_option="--llm") -> dict:
     given = {"llm": llm, "visual_encoder": visual_encoder}
     llm = _bundled_or_given(llava, ["llm", "."], llm, "LLM", llm_option)
     visual_encoder = _bundled_or_given(llava, ["visual_encoder"], visual_encoder, "vision encoder", "--visual_encoder")
-    check_backbone_kinds(f"{llm_option} {llm}" if llm == given["llm"] else llm,
-                         f"--visual_encoder {visual_encoder}" if visual_encoder == given["visual_encoder"]
-                         else visual_encoder, llm, visual_encoder)
+    vision_label = (f"--visual_encoder {visual_encoder}" if visual_encoder == given["visual_encoder"]
+                    else visual_encoder)
+    check_backbone_kinds(f"{llm_option} {llm}" if llm == given["llm"] else llm, vision_label, llm, visual_encoder)
+    check_xtuner_feature_selection(vision_label, visual_encoder)
     projector = os.path.join(llava, "projector")
     if not os.path.isdir(projector):
         raise UserInputError(f"{llava} has no projector/ folder (expected XTuner's pth_to_hf output)")
@@ -229,12 +231,28 @@ def check_xtuner_layout(llm, visual_encoder, llava, llm_option="--llm") -> dict:
     return {"llm": llm, "visual_encoder": visual_encoder, "projector": projector_weights, "adapters": adapters}
 
 
+def check_xtuner_feature_selection(label, visual_encoder) -> None:
+    """XTuner's LLaVA takes `hidden_states[layer][:, 1:]` of any encoder: the features ours selects only when token 0
+    is the encoder's one CLS (CLIP). Another encoder (SigLIP has no CLS) is refused: its projector was trained on
+    features this model would not give it."""
+    from ..models.vision_encoders import run_on_meta_device, vision_config_from_pretrained
+
+    vision_config = vision_config_from_pretrained(visual_encoder)
+    additional = run_on_meta_device(vision_config, visual_encoder).additional_tokens
+    if additional != 1:
+        raise UserInputError(
+            f"{label} ({vision_config.model_type}) puts {additional} tokens ahead of its patches: XTuner's LLaVA drops "
+            "token 0 of the encoder's output, which is a CLS only for encoders with exactly one (CLIP), so its "
+            "projector's features cannot be reproduced here"
+        )
+
+
 def backbone_kind(folder) -> tuple[str | None, str]:
-    """("language" for a causal LM, "vision" for a CLIP model, or None; what its config.json says), from the
-    config's `architectures` (or `model_type` when it lists none) alone."""
+    """("language" for a causal LM, "vision" for a vision encoder (CLIP, SigLIP, ...), or None; what its config.json
+    says), from the config's `architectures` (or `model_type` when it lists none) alone."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from ..models.adapters import CLIP_MODEL_TYPES
+    from ..models.vision_encoders import is_vision_encoder_config
 
     config = read_config_json(folder)
     if config is None:
@@ -242,7 +260,7 @@ def backbone_kind(folder) -> tuple[str | None, str]:
     model_type, architectures = config.get("model_type"), config.get("architectures") or []
     found = f"its config.json has model_type {model_type!r}" + (f", architectures {architectures}"
                                                                  if architectures else "")
-    if model_type in CLIP_MODEL_TYPES or any(str(name).startswith("CLIP") for name in architectures):
+    if is_vision_encoder_config(config):
         return "vision", found
     if architectures:  # what the folder was saved as: BERT's model_type has a causal-LM class, BertModel is none
         causal_lm = any(str(name).endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
@@ -254,17 +272,18 @@ def backbone_kind(folder) -> tuple[str | None, str]:
 
 
 def check_backbone_kinds(llm_label, vision_label, llm, visual_encoder) -> None:
-    """The LLM folder holds a causal LM and the vision folder a CLIP model, or a `UserInputError` with one line per
+    """The LLM folder holds a causal LM and the vision folder a vision encoder, or a `UserInputError` with one line per
     wrong folder (one line naming the swap when they are the other way round): a swap would otherwise surface as a
     projector of the wrong shape."""
     (llm_kind, llm_found), (vision_kind, vision_found) = backbone_kind(llm), backbone_kind(visual_encoder)
     if llm_kind == "vision" and vision_kind == "language":
-        raise UserInputError(f"{llm_label} is a CLIP vision model and {vision_label} is a language model: swapped?")
+        raise UserInputError(f"{llm_label} is a vision encoder and {vision_label} is a language model: swapped?")
     problems = []
     if llm_kind != "language":
         problems.append(f"{llm_label} is not a language model ({llm_found}); give the LLM XTuner trained on")
     if vision_kind != "vision":
-        problems.append(f"{vision_label} is not a CLIP vision model ({vision_found}); give the CLIP XTuner trained on")
+        problems.append(f"{vision_label} is not a vision encoder ({vision_found}); give the vision encoder XTuner "
+                        "trained on")
     if problems:
         raise UserInputError("\n".join(problems))
 
@@ -338,16 +357,18 @@ def read_xtuner_projector(folder) -> dict:
 
 
 def check_xtuner_projector(folder, llm, visual_encoder) -> dict:
-    """The projector's weights under our names, once every tensor has the shape the LLM and CLIP configs need
+    """The projector's weights under our names, once every tensor has the shape the LLM and encoder configs need
     (XTuner names in the error)."""
-    from transformers import AutoConfig, CLIPVisionConfig
+    from transformers import AutoConfig
 
-    from llava_hf.models.llava_internlm2 import LlavaInternLM2Config, LlavaInternLM2MultiModalProjector
+    from llava_hf.models.llava_internlm2 import LlavaInternLM2MultiModalProjector
+    from llava_hf.models.llava_internlm2.builder import llava_config
 
     from ..models.adapters import skeleton
+    from ..models.vision_encoders import vision_config_from_pretrained
 
-    config = LlavaInternLM2Config(text_config=AutoConfig.from_pretrained(llm),
-                                  vision_config=CLIPVisionConfig.from_pretrained(visual_encoder))
+    config = llava_config(AutoConfig.from_pretrained(llm), vision_config_from_pretrained(visual_encoder),
+                          visual_encoder)
     expected = skeleton(lambda: LlavaInternLM2MultiModalProjector(config)).state_dict()
     ours_to_xtuner = {ours: xtuner for xtuner, ours in XTUNER_PROJECTOR_KEYS.items()}
     tensors = read_xtuner_projector(folder)
@@ -359,6 +380,7 @@ def check_xtuner_projector(folder, llm, visual_encoder) -> dict:
             want = tuple(expected[name].shape) if name in expected else "no such parameter"
             raise UserInputError(
                 f"{folder}: projector tensor {xtuner_name!r} has shape {tuple(tensors[name].shape)}, but the LLM "
-                f"({llm}) and CLIP ({visual_encoder}) need {want}: a projector trained for another LLM or CLIP"
+                f"({llm}) and vision encoder ({visual_encoder}) need {want}: a projector trained for another LLM or "
+                "encoder"
             )
     return tensors

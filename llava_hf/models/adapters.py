@@ -18,7 +18,6 @@ from ..errors import UserInputError
 from .llava_internlm2.checkpoint_io import resolve_recorded_path
 
 ADAPTER_WEIGHTS = (ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
-CLIP_MODEL_TYPES = ("clip", "clip_vision_model")  # what a bare vision tower's (or its adapter's base) config says
 PEFT_PREFIX = "base_model.model."
 LORA_SUFFIXES = {".lora_A.weight": "in_features", ".lora_B.weight": "out_features"}
 
@@ -102,10 +101,13 @@ def skeleton(build):
 
 
 def bare_backbone_from_config(attribute: str, folder: str):
-    """A randomly initialised bare LLM (`language_model`) or CLIP vision tower (`vision_tower`) with `folder`'s
-    config: what XTuner's adapters and the plain `llava-hf merge BASE ADAPTER OUT` form are trained on."""
-    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig, CLIPVisionModel
+    """A randomly initialised bare LLM (`language_model`) or vision encoder (`vision_tower`: CLIP, SigLIP, ...; a
+    two-tower folder's vision side, whole) with `folder`'s config: what XTuner's adapters and the plain
+    `llava-hf merge BASE ADAPTER OUT` form are trained on."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    from .vision_encoders import vision_config_from_pretrained
 
     if attribute == "vision_tower":
-        return CLIPVisionModel(CLIPVisionConfig.from_pretrained(folder))
+        return AutoModel.from_config(vision_config_from_pretrained(folder, pooling_head=True))
     return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))

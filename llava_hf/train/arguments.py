@@ -17,11 +17,16 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..argparsing import ArgumentParser, OneLineErrors
 from ..dtypes import DTYPE_CHOICES
 from ..errors import UserInputError
+from ..models.llava_internlm2.configuration_llava_internlm2 import ProjectorDownsample, ProjectorType
 
 DtypeName = Literal[DTYPE_CHOICES]
 Stage = Literal["pretrain", "finetune"]
 TuneMode = Literal["frozen", "full", "lora"]
 AdapterDtype = Literal["float32", "bfloat16"]
+FeatureSelectStrategy = Literal["default", "full"]
+# ModelArguments that shape a new model's config (LlavaInternLM2Config fields of the same names)
+NEW_MODEL_CONFIG_FLAGS = ("vision_feature_layer", "vision_feature_select_strategy", "projector_type",
+                          "projector_downsample")
 STAGES, TUNE_MODES, ADAPTER_DTYPES = get_args(Stage), get_args(TuneMode), get_args(AdapterDtype)
 
 
@@ -34,8 +39,32 @@ class ModelArguments:
     llm_name_or_path: str | None = field(
         default=None, metadata={"help": "Build a new model from this LLM folder (with --vision_tower_name_or_path)."}
     )
-    vision_tower_name_or_path: str | None = field(default=None, metadata={"help": "CLIP vision folder."})
+    vision_tower_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Vision encoder folder or Hub id: CLIP (any resolution), SigLIP, or another fixed-resolution "
+                          "transformers vision model (a two-tower CLIP/SigLIP folder gives its vision side)."},
+    )
     projector_path: str | None = field(default=None, metadata={"help": "Optional projector weights to start from."})
+    # How a new model (--llm_name_or_path) reads its encoder: None keeps LlavaInternLM2Config's default.
+    vision_feature_layer: list[int] | None = field(
+        default=None,
+        metadata={"help": "Encoder layer(s) the image features come from (default -2, LLaVA-1.5's); several are "
+                          "concatenated, e.g. -2 -1 (the projector's input widens)."},
+    )
+    vision_feature_select_strategy: FeatureSelectStrategy | None = field(
+        default=None,
+        metadata={"help": "default: drop what the encoder puts ahead of its patches (CLIP's CLS; SigLIP has none); "
+                          "full: keep it."},
+    )
+    projector_type: ProjectorType | None = field(
+        default=None, metadata={"help": "mlp2x_gelu (default: Linear-GELU-Linear, LLaVA-1.5's) or linear (LLaVA-1's)."}
+    )
+    projector_downsample: ProjectorDownsample | None = field(
+        default=None,
+        metadata={"help": "Merge each 2x2 block of patches into one image token before the projector: pixel_shuffle "
+                          "(features concatenated) or avg_pool; 4x fewer image tokens (SigLIP-384: 729 -> 196). "
+                          "Default: none. Not expressible by stock LLaVA (export-hf refuses it)."},
+    )
     torch_dtype: DtypeName = field(
         default="auto", metadata={"help": "Weights dtype (auto: the --bf16/--fp16 dtype, else float32)."}
     )

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..dtypes import resolve_dtype
 from ..models.quantization import bnb_config, check_bits
-from .arguments import LlavaTrainingArguments, ModelArguments
+from .arguments import NEW_MODEL_CONFIG_FLAGS, LlavaTrainingArguments, ModelArguments
 
 PROJECTOR = "multi_modal_projector"
 
@@ -37,6 +37,10 @@ def check_options(model_args: ModelArguments, training_args: LlavaTrainingArgume
         raise ValueError("give either --model_name_or_path or --llm_name_or_path/--vision_tower_name_or_path, not both")
     if model_args.projector_path and model_args.model_name_or_path:
         raise ValueError("--projector_path is only used when building from --llm_name_or_path")
+    given = [f"--{name}" for name in new_model_config(model_args)]
+    if given and model_args.model_name_or_path:
+        raise ValueError(f"{' '.join(given)} shape a new model (--llm_name_or_path + --vision_tower_name_or_path); "
+                         f"--model_name_or_path {model_args.model_name_or_path} keeps the settings it was built with")
     if model_args.llm_name_or_path and not model_args.vision_tower_name_or_path:
         raise ValueError("--llm_name_or_path needs --vision_tower_name_or_path")
     if not (model_args.model_name_or_path or model_args.llm_name_or_path):
@@ -51,6 +55,17 @@ def mixed_precision_dtype(training_args: LlavaTrainingArguments) -> torch.dtype:
     return torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
 
 
+def new_model_config(model_args: ModelArguments) -> dict:
+    """The config fields the flags set for a new model (`NEW_MODEL_CONFIG_FLAGS` that are given); one feature layer
+    is an int, as in the config."""
+    fields = {name: getattr(model_args, name) for name in NEW_MODEL_CONFIG_FLAGS
+              if getattr(model_args, name) is not None}
+    layers = fields.get("vision_feature_layer")
+    if isinstance(layers, (list, tuple)):
+        fields["vision_feature_layer"] = layers[0] if len(layers) == 1 else list(layers)
+    return fields
+
+
 def load_processor(model_args: ModelArguments):
     """The stage's processor, from files only (no weights): the data is validated and tokenized with it before the
     model loads."""
@@ -60,12 +75,13 @@ def load_processor(model_args: ModelArguments):
         return AutoProcessor.from_pretrained(model_args.model_name_or_path)
     from ..models.llava_internlm2.builder import build_llava_processor
 
-    return build_llava_processor(model_args.llm_name_or_path, model_args.vision_tower_name_or_path)
+    return build_llava_processor(model_args.llm_name_or_path, model_args.vision_tower_name_or_path,
+                                 **new_model_config(model_args))
 
 
 def load_model(model_args: ModelArguments, training_args: LlavaTrainingArguments, processor):
-    """The stage's starting model: a llava_internlm2 folder, or a new one assembled from an LLM + a CLIP around
-    `processor` (from `load_processor`). Returns the model and the processor that goes with it."""
+    """The stage's starting model: a llava_internlm2 folder, or a new one assembled from an LLM + a vision encoder
+    around `processor` (from `load_processor`). Returns the model and the processor that goes with it."""
     from ..models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration
     from ..models.llava_internlm2.builder import build_llava_from_pretrained
 
@@ -81,7 +97,7 @@ def load_model(model_args: ModelArguments, training_args: LlavaTrainingArguments
     else:
         model, processor = build_llava_from_pretrained(
             model_args.llm_name_or_path, model_args.vision_tower_name_or_path, model_args.projector_path,
-            processor=processor, **kwargs
+            processor=processor, **kwargs, **new_model_config(model_args)
         )
     model.config.use_cache = False
     return model, processor

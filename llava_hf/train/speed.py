@@ -162,7 +162,7 @@ def choose_checkpointing(model, training_args, longest_tokens: int | None, image
     vision = model.config.vision_config
     vit_bytes = 0
     if any(p.requires_grad for p in model.vision_tower.parameters()):
-        vit_tokens = images * ((vision.image_size // vision.patch_size) ** 2 + 1)
+        vit_tokens = images * model.config.num_encoder_tokens()
         vit_bytes = vit_tokens * vision.num_hidden_layers * activation_bytes_per_token(
             _as_llama_shape(vision), dtype_bytes, True)
     free, total = memory or torch.cuda.mem_get_info(device)
@@ -182,10 +182,14 @@ def choose_checkpointing(model, training_args, longest_tokens: int | None, image
 
 
 def _as_llama_shape(vision_config):
-    """A CLIP config read as the Llama-shaped layer `activation_bytes_per_token` counts (same widths, MHA)."""
+    """A ViT config (CLIP, SigLIP) read as the Llama-shaped layer `activation_bytes_per_token` counts (same widths,
+    MHA)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(hidden_size=vision_config.hidden_size, intermediate_size=vision_config.intermediate_size,
+    intermediate_size = getattr(vision_config, "intermediate_size", None)  # DINOv2 states an mlp_ratio instead
+    if intermediate_size is None:
+        intermediate_size = int(vision_config.hidden_size * getattr(vision_config, "mlp_ratio", 4))
+    return SimpleNamespace(hidden_size=vision_config.hidden_size, intermediate_size=intermediate_size,
                            num_attention_heads=vision_config.num_attention_heads,
                            num_key_value_heads=vision_config.num_attention_heads, head_dim=None)
 

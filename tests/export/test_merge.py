@@ -9,7 +9,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, CLIPVisionModel
+from transformers import AutoModelForCausalLM, CLIPVisionModel, SiglipVisionModel
 
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import load_model_and_processor
@@ -153,3 +153,29 @@ def test_plain_llm_and_clip_adapters_merge_as_xtuner_convert_merge(tiny_parts, t
     assert (tmp_path / "llm" / "tokenizer.json").is_file()
     assert (tmp_path / "clip" / "preprocessor_config.json").is_file()
     assert not any("lora" in key for key in load_file(tmp_path / "llm" / "model.safetensors"))
+
+
+def test_a_plain_siglip_adapter_merges_into_the_vision_side_of_a_two_tower_folder(tiny_tokenizer_dir, tmp_path):
+    """`merge VISION_DIR ADAPTER OUT --is_clip` takes any vision encoder: here SigLIP as published (text tower and
+    pooling head in the folder). OUT is the vision model, head included, with the LoRA merged, and its image
+    processor."""
+    build_tiny_llava(save_dir=str(tmp_path / "parts"), tokenizer_dir=tiny_tokenizer_dir, image_size=28,
+                     text_hidden_size=64, vision_hidden_size=32, vision_model_type="siglip")
+    siglip = tmp_path / "parts" / "siglip"
+    vit = get_peft_model(SiglipVisionModel.from_pretrained(siglip),
+                         LoraConfig(r=4, target_modules=r".*encoder\.layers\.\d+\..*(q_proj|v_proj|fc1|fc2)"))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, parameter in vit.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    vit.save_pretrained(tmp_path / "adapter")
+    assert cli(["merge", str(siglip), str(tmp_path / "adapter"), str(tmp_path / "out")]) == 2  # needs --is_clip
+    assert cli(["merge", str(siglip), str(tmp_path / "adapter"), str(tmp_path / "out"), "--is_clip"]) == 0
+    merged = SiglipVisionModel.from_pretrained(tmp_path / "out")
+    assert any(name.startswith("head.") for name, _ in merged.named_parameters())
+    pixels = torch.randn(1, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(pixels).pooler_output, vit.eval()(pixels).pooler_output, atol=1e-5, rtol=0)
+    assert json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())["image_processor_type"] == (
+        "SiglipImageProcessor")

@@ -5,7 +5,8 @@ import json
 
 import pytest
 from safetensors.torch import load_file
-from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, SiglipVisionConfig
+from transformers import (CLIPVisionConfig, Dinov2WithRegistersConfig, LlamaConfig, PreTrainedConfig,
+                          SiglipVisionConfig)
 
 from llava_hf.cli.main import main as cli
 from llava_hf.export.stock_llava import stock_llava_config
@@ -81,6 +82,25 @@ def test_what_stock_llava_cannot_express_is_refused_with_the_reason():
         stock_llava_config(LlavaInternLM2Config(text_config=remote, vision_config=clip, image_token_id=99))
     siglip = SiglipVisionConfig(image_size=28, patch_size=14, hidden_size=32, intermediate_size=64,
                                 num_hidden_layers=1, num_attention_heads=2)
-    with pytest.raises(UserInputError, match="the vision tower is 'siglip_vision_model'.*only known to match ours for "
-                                             "CLIP"):
-        stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=siglip, image_token_id=99))
+    # SigLIP has no CLS: our `default` keeps every patch, which is stock's `full`; CLIP's `default` stays `default`
+    assert stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=siglip, image_token_id=99)
+                              ).vision_feature_select_strategy == "full"
+    assert stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=clip, image_token_id=99)
+                              ).vision_feature_select_strategy == "default"
+    with pytest.raises(UserInputError, match="projector_downsample='pixel_shuffle' merges each 2x2 block .* stock "
+                                             "LLaVA's projector has no such step"):
+        stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=siglip, image_token_id=99,
+                                                projector_downsample="pixel_shuffle"))
+    with pytest.raises(UserInputError, match="projector_type='linear': stock LLaVA's projector is always "
+                                             "Linear-activation-Linear"):
+        stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=clip, image_token_id=99,
+                                                projector_type="linear"))
+    registers = Dinov2WithRegistersConfig(image_size=28, patch_size=14, hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, num_register_tokens=4)
+    with pytest.raises(UserInputError, match=r"puts 5 tokens ahead of its patches .* stock LLaVA's 'default' drops "
+                                             "only the first"):
+        stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=registers, image_token_id=99,
+                                                num_additional_image_tokens=5))
+    assert stock_llava_config(LlavaInternLM2Config(text_config=llama, vision_config=registers, image_token_id=99,
+                                                   num_additional_image_tokens=5,
+                                                   vision_feature_select_strategy="full"))

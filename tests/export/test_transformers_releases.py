@@ -4,10 +4,11 @@ The stock export (`llava-hf export-hf`) gives our ids, pixels, logits and 20-tok
 4.49 (the oldest release its card states), 4.57 (what many serving stacks pin), 5.17 and the newest 5.x; our
 remote-code folder (`llava-hf merge`) does the same in 5.17 (the oldest release the package supports) and the
 newest 5.x, and in 4.x every Auto class says which release it needs instead of failing on an import. One Python
-per release runs both folders. The model is the demo's, with InternLM2's published rope (base 1e6, dynamic NTK x2,
-which 4.x reads only from `rope_theta` / `rope_scaling`) and a context shorter than the prompt, so the scaled rope
-is in every logit compared. The environments are built on the first run (about a minute) and cached; without the
-package index the tests are skipped.
+per release runs both folders. The model is the demo's (and the same with a SigLIP encoder and a feature-layer
+list), with InternLM2's published rope (base 1e6, dynamic NTK x2, which 4.x reads only from `rope_theta` /
+`rope_scaling`) and a context shorter than the prompt, so the scaled rope is in every logit compared. The
+environments are built on the first run (about a minute) and cached; without the package index the tests are
+skipped.
 """
 
 import pytest
@@ -35,10 +36,15 @@ def release(wanted: str) -> str:
     return newest_release(wanted) if wanted[0] in "<>=!~" else wanted
 
 
-@pytest.fixture(scope="module")
-def demo_model_dir(tmp_path_factory, tiny_tokenizer_dir):
+# The demo's CLIP model, and a SigLIP one from a two-tower folder with a feature-layer list (stock `full`, 0 CLS)
+ENCODERS = {"clip": {}, "siglip": dict(vision_model_type="siglip", vision_feature_layer=[-2, -1])}
+
+
+@pytest.fixture(scope="module", params=list(ENCODERS))
+def demo_model_dir(request, tmp_path_factory, tiny_tokenizer_dir):
     root = tmp_path_factory.mktemp("demo_model")
-    model, processor = build_tiny_llava(save_dir=str(root / "parts"), tokenizer_dir=tiny_tokenizer_dir, **DEMO_MODEL)
+    model, processor = build_tiny_llava(save_dir=str(root / "parts"), tokenizer_dir=tiny_tokenizer_dir, **DEMO_MODEL,
+                                        **ENCODERS[request.param])
     model.config.text_config.rope_parameters = dict(INTERNLM2_ROPE)
     model.config.text_config.max_position_embeddings = SHORT_CONTEXT
     model.save_pretrained(root / "model")

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from llava_hf.cli.main import main as cli
 from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.models.llava_internlm2 import LlavaInternLM2ForConditionalGeneration, build_llava_from_pretrained
+from llava_hf.testing import build_tiny_llava
 from tests.export.shipping_helpers import chat_inputs, logits_of
 from tests.xtuner_layout import write_xtuner_llava_folder
 
@@ -91,7 +92,7 @@ def test_fully_trained_llm_and_vit_and_a_pickled_projector(tiny_parts, image, tm
 @pytest.mark.parametrize("mistake, message", [
     ("no_projector", r"xtuner has no projector/ folder"),
     ("wide_projector", r"projector: projector tensor 'model.0.weight' has shape \(64, 48\), but the LLM \(.*\) and "
-                       r"CLIP \(.*\) need \(64, 32\)"),
+                       r"vision encoder \(.*\) need \(64, 32\)"),
     ("no_visual_encoder", r"xtuner has no visual_encoder/ \(a trained vision encoder\); pass --visual_encoder FOLDER"),
 ])
 def test_layout_mistakes_are_one_line_errors(tiny_parts, tmp_path, capsys, mistake, message):
@@ -132,14 +133,14 @@ def write_config(folder, **config):
 
 
 @pytest.mark.parametrize("llm, visual_encoder, lines", [
-    ("clip", "llm", ["--llm {clip} is a CLIP vision model and --visual_encoder {llm} is a language model: swapped?"]),
+    ("clip", "llm", ["--llm {clip} is a vision encoder and --visual_encoder {llm} is a language model: swapped?"]),
     ("bert", "clip", ["--llm {bert} is not a language model (its config.json has model_type 'bert', architectures "
                       "['BertModel']); give the LLM XTuner trained on"]),
-    ("llm", "llm", ["--visual_encoder {llm} is not a CLIP vision model (its config.json has model_type 'internlm2', "
-                    "architectures ['InternLM2ForCausalLM']); give the CLIP XTuner trained on"]),
+    ("llm", "llm", ["--visual_encoder {llm} is not a vision encoder (its config.json has model_type 'internlm2', "
+                    "architectures ['InternLM2ForCausalLM']); give the vision encoder XTuner trained on"]),
     ("empty", "bert", ["--llm {empty} is not a language model (it has no config.json); give the LLM XTuner trained on",
-                       "--visual_encoder {bert} is not a CLIP vision model (its config.json has model_type 'bert', "
-                       "architectures ['BertModel']); give the CLIP XTuner trained on"]),
+                       "--visual_encoder {bert} is not a vision encoder (its config.json has model_type 'bert', "
+                       "architectures ['BertModel']); give the vision encoder XTuner trained on"]),
 ], ids=["swapped", "llm-is-neither", "two-llms", "both-wrong"])
 def test_backbone_folders_of_the_wrong_kind_are_named_before_loading(llm, visual_encoder, lines, tiny_parts, tmp_path,
                                                                     capsys, nothing_loaded):
@@ -159,6 +160,24 @@ def test_backbone_folders_of_the_wrong_kind_are_named_before_loading(llm, visual
 def test_chat_names_a_swapped_xtuner_triple(tiny_parts, tmp_path, nothing_loaded):
     parts = tiny_parts[0]
     (tmp_path / "xtuner" / "projector").mkdir(parents=True)
-    with pytest.raises(UserInputError, match=r"^MODEL .*clip is a CLIP vision model and --visual_encoder .*llm is a "
+    with pytest.raises(UserInputError, match=r"^MODEL .*clip is a vision encoder and --visual_encoder .*llm is a "
                                              r"language model: swapped\?$"):
         load_model_and_processor(str(parts / "clip"), visual_encoder=str(parts / "llm"), llava=str(tmp_path / "xtuner"))
+
+
+def test_an_encoder_without_one_cls_is_refused_with_the_reason(tiny_parts, tiny_tokenizer_dir, tmp_path, capsys,
+                                                               nothing_loaded):
+    """XTuner's LLaVA takes `hidden_states[layer][:, 1:]` of any encoder: for SigLIP (no CLS) that drops a patch, which
+    our model never does, so its projector's features cannot be reproduced."""
+    build_tiny_llava(save_dir=str(tmp_path / "parts"), tokenizer_dir=tiny_tokenizer_dir, image_size=28,
+                     text_hidden_size=64, vision_hidden_size=32, vision_model_type="siglip")
+    (tmp_path / "xtuner" / "projector").mkdir(parents=True)
+    siglip = tmp_path / "parts" / "siglip"
+    argv = ["import-xtuner", str(tmp_path / "ours"), "--llava", str(tmp_path / "xtuner"),
+            "--llm", str(tiny_parts[0] / "llm"), "--visual_encoder", str(siglip)]
+    capsys.readouterr()
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == (
+        f"llava-hf import-xtuner: error: --visual_encoder {siglip} (siglip_vision_model) puts 0 tokens ahead of its "
+        "patches: XTuner's LLaVA drops token 0 of the encoder's output, which is a CLS only for encoders with exactly "
+        "one (CLIP), so its projector's features cannot be reproduced here\n")

@@ -108,6 +108,16 @@ class NotATensor:
     pass
 
 
+def test_a_stage1_folder_keeps_its_generation_settings(tiny, tmp_path):
+    """The chat's stop tokens saved with a projector-only folder come back when its backbones are rebuilt (they were
+    lost: an adapter over a stage-1 folder then generated past `<|im_end|>` where its merged folder stopped)."""
+    model, _ = tiny
+    model.generation_config.eos_token_id = [2, 7]
+    save_stage1(model, tmp_path)
+    reloaded = LlavaInternLM2ForConditionalGeneration.from_pretrained(tmp_path)
+    assert reloaded.generation_config.eos_token_id == [2, 7]
+
+
 def test_pickled_weights_are_read_as_weights_only(tmp_path):
     torch.save({"model.0.weight": torch.ones(2, 2)}, tmp_path / "pytorch_model.bin")
     assert torch.equal(read_tensors(str(tmp_path))["model.0.weight"], torch.ones(2, 2))

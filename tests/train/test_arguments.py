@@ -126,3 +126,40 @@ def test_every_hf_flag_is_still_accepted_under_both_spellings():
 def test_only_rank_0_prints_usage_errors(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # as a multi-process launch sets it for the second process
     assert usage_error(["--stage", "finetun"], capsys) == (2, [])
+
+
+def test_siglip_recipes_change_only_the_encoder_and_the_text_budget():
+    m, d, t = parse_args(["--config", os.path.join(RECIPES, "llava_siglip_so400m_internlm2_chat_7b_pretrain.yaml"),
+                          "--use_cpu", "true"])
+    assert (m.llm_name_or_path, m.vision_tower_name_or_path) == ("internlm/internlm2-chat-7b",
+                                                                 "google/siglip-so400m-patch14-384")
+    assert d.max_length == 2048 - 27 * 27 and (t.learning_rate, t.per_device_train_batch_size) == (1e-3, 32)
+    m, d, t = parse_args(["--config", os.path.join(RECIPES, "llava_siglip_so400m_qwen2_5_7b_instruct_finetune.yaml"),
+                          "--use_cpu", "true"])
+    assert (m.model_name_or_path, m.vision_tower_name_or_path, d.prompt_template) == (
+        "./work_dirs/llava_siglip_so400m_qwen2_5_7b_instruct/pretrain", None, "qwen_chat")
+    assert (t.tune_llm, t.tune_vision_tower, d.max_length) == ("full", "frozen", 1319)
+
+
+def test_encoder_and_projector_flags_shape_a_new_model_only():
+    from llava_hf.train.model_setup import check_options, new_model_config
+
+    new = ["--llm_name_or_path", "llm", "--vision_tower_name_or_path", "siglip", "--data_path", "d.json",
+           "--output_dir", "/tmp/x", "--use_cpu", "true"]
+    m, _, t = parse_args([*new, "--vision_feature_layer", "-2", "-1", "--vision_feature_select_strategy", "full",
+                          "--projector_type", "linear", "--projector_downsample", "avg_pool"])
+    check_options(m, t)
+    assert new_model_config(m) == {"vision_feature_layer": [-2, -1], "vision_feature_select_strategy": "full",
+                                   "projector_type": "linear", "projector_downsample": "avg_pool"}
+    m, _, _ = parse_args([*new, "--vision_feature_layer", "-1"])
+    assert new_model_config(m) == {"vision_feature_layer": -1}  # one layer: an int, as the config stores it
+    m, _, t = parse_args(["--model_name_or_path", "stage1", "--data_path", "d.json", "--output_dir", "/tmp/x",
+                          "--use_cpu", "true", "--projector_type", "linear", "--vision_feature_layer", "-1"])
+    with pytest.raises(ValueError, match="--vision_feature_layer --projector_type shape a new model .* "
+                                         "--model_name_or_path stage1 keeps the settings it was built with"):
+        check_options(m, t)
+
+
+def test_an_unknown_projector_is_one_line_with_the_choices(capsys):
+    status, err = usage_error(["--projector_type", "mlp3x_gelu"], capsys)
+    assert status == 2 and len(err) == 1 and "(choose from 'mlp2x_gelu', 'linear')" in err[0]

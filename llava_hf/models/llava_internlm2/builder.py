@@ -1,14 +1,20 @@
-"""Assemble a LLaVA-InternLM2 model + processor from parts: a pretrained LLM, a pretrained CLIP, and optionally
-projector weights (tiny random ones for tests and the demo: `llava_hf.testing`)."""
+"""Assemble a LLaVA-InternLM2 model + processor from parts: a pretrained LLM, a pretrained vision encoder (any that
+`llava_hf.models.vision_encoders` accepts: CLIP, SigLIP, ...), and optionally projector weights (tiny random ones
+for tests and the demo: `llava_hf.testing`)."""
 
 import os
 
 import torch
 from transformers import AddedToken, AutoConfig, AutoModelForCausalLM, AutoTokenizer
-# The PIL image processor, named explicitly: LLaVA's and XTuner's pixels, with or without torchvision installed
-# (`CLIPImageProcessor` means the torchvision one in transformers 5, and warns when it falls back to PIL).
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
+from ..vision_encoders import (
+    check_encoder_fits,
+    check_image_processor_fits,
+    image_processor_from_pretrained,
+    run_on_meta_device,
+    vision_config_from_pretrained,
+    vision_encoder_from_pretrained,
+)
 from .checkpoint_io import copy_tensors_into, full_shape, read_tensors
 from .configuration_llava_internlm2 import LlavaInternLM2Config
 from .modeling_llava_internlm2 import (
@@ -26,16 +32,26 @@ def build_llava_processor(
     """The processor of the model `build_llava_from_pretrained` builds from these folders, read from their tokenizer,
     image-processor and config files only: training validates and tokenizes its data with it before any weights
     load, so a bad sample stops a 7B run in seconds. `config_overrides` as for the model (they decide the image
-    token count)."""
-    config = LlavaInternLM2Config(
-        text_config=AutoConfig.from_pretrained(llm_name_or_path),
-        vision_config=CLIPVisionConfig.from_pretrained(vision_name_or_path),
-        **config_overrides,
-    )
+    token count). The encoder and its image processor are checked here (`llava_config`)."""
+    config = llava_config(AutoConfig.from_pretrained(llm_name_or_path),
+                          vision_config_from_pretrained(vision_name_or_path), vision_name_or_path, **config_overrides)
+    image_processor = image_processor_from_pretrained(vision_name_or_path)
+    check_image_processor_fits(image_processor, config.vision_config, vision_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(llm_name_or_path)
     add_image_token(tokenizer, image_token)
-    return LlavaInternLM2Processor(CLIPImageProcessorPil.from_pretrained(vision_name_or_path), tokenizer,
-                                   image_token=image_token, image_seq_length=config.image_seq_length)
+    return LlavaInternLM2Processor(image_processor, tokenizer, image_token=image_token,
+                                   image_seq_length=config.image_seq_length)
+
+
+def llava_config(text_config, vision_config, vision_name: str, **config_fields) -> LlavaInternLM2Config:
+    """The config of a LLaVA over these backbones, once the encoder (`vision_name` in messages) is known to give what
+    it reads: `num_additional_image_tokens` (unless given) is what the encoder measurably puts ahead of its patches,
+    and token count, width and feature layers are checked against one (meta-device) pass of the encoder."""
+    measured = run_on_meta_device(vision_config, vision_name)
+    config_fields.setdefault("num_additional_image_tokens", max(measured.additional_tokens, 0))
+    config = LlavaInternLM2Config(text_config=text_config, vision_config=vision_config, **config_fields)
+    check_encoder_fits(config, measured, vision_name)
+    return config
 
 
 def build_llava_from_pretrained(
@@ -49,13 +65,14 @@ def build_llava_from_pretrained(
     processor: LlavaInternLM2Processor | None = None,
     **config_overrides,
 ) -> tuple[LlavaInternLM2ForConditionalGeneration, LlavaInternLM2Processor]:
-    """A new model from a causal-LM folder (+ its tokenizer) and a CLIP folder (+ its image processor).
+    """A new model from a causal-LM folder (+ its tokenizer) and a vision-encoder folder (+ its image processor): any
+    `llava_hf.models.vision_encoders` accepts (CLIP, SigLIP, ...; a two-tower folder's vision side).
 
     Adds `image_token` to the tokenizer, grows the embeddings if the new id does not fit (new rows = mean of the
     old ones, so the same sources always give the same weights), records both sources in the config (so
     projector-only checkpoints can be rebuilt), and loads `projector_path` (a safetensors file, or a folder
     whose weights hold `multi_modal_projector.*`) when given. `config_overrides` go to `LlavaInternLM2Config`
-    (e.g. `vision_feature_layer`, `projector_hidden_act`); `quantization_config` applies to the LLM only.
+    (e.g. `vision_feature_layer`, `projector_type`); `quantization_config` applies to the LLM only.
     `processor`: the one `build_llava_processor` made from the same folders, reused instead of read again.
     """
     load_kwargs = {"dtype": dtype, "attn_implementation": attn_implementation}
@@ -64,7 +81,8 @@ def build_llava_from_pretrained(
     if processor is None:
         processor = build_llava_processor(llm_name_or_path, vision_name_or_path, image_token, **config_overrides)
     language_model = AutoModelForCausalLM.from_pretrained(llm_name_or_path, **lm_kwargs)
-    vision_tower = CLIPVisionModel.from_pretrained(vision_name_or_path, **load_kwargs)
+    vision_tower = vision_encoder_from_pretrained(vision_name_or_path,
+                                                  vision_config_from_pretrained(vision_name_or_path), **load_kwargs)
     model, processor = assemble_llava(
         language_model,
         vision_tower,
@@ -91,16 +109,14 @@ def load_projector_weights(model: LlavaInternLM2ForConditionalGeneration, path: 
 
 def assemble_llava(language_model, vision_tower, tokenizer, image_processor, image_token="<image>", **config_fields):
     """Model + processor around built backbones: adds `image_token` to the tokenizer (growing the vocabulary with
-    mean rows when needed), a fresh projector, the chat stop tokens; `config_fields` go to the config."""
+    mean rows when needed), a fresh projector, the chat stop tokens; `config_fields` go to the config (`llava_config`
+    checks the encoder)."""
+    vision_name = config_fields.get("vision_model_name_or_path") or type(vision_tower).__name__
     image_token_id = add_image_token(tokenizer, image_token)
     vocab_rows = full_shape(language_model.get_input_embeddings().weight)[0]  # also under DeepSpeed ZeRO-3
     resize_token_embeddings_to_mean(language_model, max(vocab_rows, image_token_id + 1))
-    config = LlavaInternLM2Config(
-        text_config=language_model.config,
-        vision_config=vision_tower.config,
-        image_token_id=image_token_id,
-        **config_fields,
-    )
+    config = llava_config(language_model.config, vision_tower.config, vision_name, image_token_id=image_token_id,
+                          **config_fields)
     model = LlavaInternLM2ForConditionalGeneration.from_backbones(config, language_model, vision_tower)
     set_chat_stop_tokens(model.generation_config, tokenizer)
     processor = LlavaInternLM2Processor(
@@ -129,5 +145,5 @@ def _source(name_or_path: str) -> str:
     return os.path.abspath(name_or_path) if os.path.isdir(name_or_path) else name_or_path
 
 
-__all__ = ["assemble_llava", "build_llava_from_pretrained", "build_llava_processor", "load_projector_weights",
-           "set_chat_stop_tokens"]
+__all__ = ["assemble_llava", "build_llava_from_pretrained", "build_llava_processor", "llava_config",
+           "load_projector_weights", "set_chat_stop_tokens"]

@@ -13,6 +13,7 @@ next to the weights for `trust_remote_code=True` users without llava_hf.
 """
 
 import contextlib
+import copy
 import importlib
 import json
 import os
@@ -21,7 +22,8 @@ import re
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoModel, GenerationConfig
+from transformers.utils import GENERATION_CONFIG_NAME
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -220,8 +222,11 @@ def rebuild_from_sources(cls, folder, missing, causal_lm_class, config=None, dty
         language_model = _load_source(causal_lm_class(config.text_config), sources["language_model"],
                                       folder, "config.text_model_name_or_path", lm_kwargs)
     if "vision_tower" in sources:
-        vision_tower = _load_source(AutoModel, sources["vision_tower"], folder, "config.vision_model_name_or_path",
-                                    load_kwargs)
+        try:
+            vision_tower = vision_encoder_from_pretrained(sources["vision_tower"], config.vision_config, **load_kwargs)
+        except OSError as error:
+            raise OSError(f"{folder}: config.vision_model_name_or_path = {sources['vision_tower']}: cannot be loaded "
+                          f"({_first_line(error)})") from None
     # A part the folder stores is built empty, in the asked dtype (or the loaded backbone's), then filled.
     if not isinstance(dtype, torch.dtype):
         dtype = next(part.dtype for part in (language_model, vision_tower) if part is not None)
@@ -229,7 +234,10 @@ def rebuild_from_sources(cls, folder, missing, causal_lm_class, config=None, dty
     copy_tensors_into(model, read_tensors(folder), folder)
     if device is not None and quantization_config is None:
         model.to(device)  # a part built from the config above starts on the CPU
-    # As `from_pretrained` does: PEFT records it as the adapter's base model.
+    # As `from_pretrained` does: the folder's generation settings (the chat's stop tokens), and PEFT records the folder
+    # as the adapter's base model.
+    if os.path.isfile(os.path.join(folder, GENERATION_CONFIG_NAME)):
+        model.generation_config = GenerationConfig.from_pretrained(folder)
     model.name_or_path = model.config.name_or_path = os.path.abspath(folder)
     return model.eval()
 
@@ -238,8 +246,37 @@ def _load_source(model_class, source, folder, field, kwargs):
     try:
         return model_class.from_pretrained(source, **kwargs)
     except OSError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OSError(f"{folder}: {field} = {source}: cannot be loaded ({reason})") from None
+        raise OSError(f"{folder}: {field} = {source}: cannot be loaded ({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _drop_load_report(record) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+def vision_encoder_from_pretrained(source, vision_config, **kwargs):
+    """The vision encoder `vision_config` describes (its Auto class: `CLIPVisionModel`, `SiglipVisionModel`, ...) with
+    `source`'s weights. A two-tower folder (`openai/clip-*`, `google/siglip-*`) also holds a text tower, and SigLIP's
+    an unused pooling head: their tensors are left out without transformers' page-long load report, but an encoder
+    tensor the folder lacks is an error (transformers would initialise it randomly). `kwargs` go to
+    `from_pretrained` (dtype, attn_implementation, device_map)."""
+    from transformers.utils import logging as hf_logging
+
+    report_logger = hf_logging.get_logger("transformers.modeling_utils")  # where the load report goes
+    report_logger.addFilter(_drop_load_report)
+    try:
+        model, loading_info = AutoModel.from_pretrained(source, config=copy.deepcopy(vision_config),
+                                                        output_loading_info=True, **kwargs)
+    finally:
+        report_logger.removeFilter(_drop_load_report)
+    missing = sorted(loading_info["missing_keys"])
+    if missing:
+        raise ValueError(f"{source}: no weights for {len(missing)} tensors of {type(model).__name__} (e.g. "
+                         f"`{missing[0]}`): not a {vision_config.model_type} checkpoint, or an incomplete one")
+    return model
 
 
 def single_device(device_map, folder):

@@ -69,24 +69,48 @@ class LlavaInternLM2CausalLMOutputWithPast(CausalLMOutputWithPast):
     image_hidden_states: torch.FloatTensor | None = None
 
 
+def downsample_patch_grid(features: torch.Tensor, grid: tuple[int, int], mode: str) -> torch.Tensor:
+    """`[n, rows * columns, dim]` patch features -> one feature per 2x2 block of the grid (an odd side gets a last
+    block of one row or column): `pixel_shuffle` concatenates the block's four features in row-major order
+    (`[n, blocks, 4 * dim]`, zeros where the grid was padded), `avg_pool` averages the ones inside the grid."""
+    rows, columns = grid
+    n, tokens, dim = features.shape
+    if tokens != rows * columns:
+        raise ValueError(f"projector_downsample: {tokens} features per image do not form the {rows}x{columns} "
+                         "patch grid")
+    grid_features = features.reshape(n, rows, columns, dim)
+    if mode == "avg_pool":
+        pooled = nn.functional.avg_pool2d(grid_features.permute(0, 3, 1, 2), kernel_size=2, ceil_mode=True)
+        return pooled.flatten(2).transpose(1, 2)
+    grid_features = nn.functional.pad(grid_features, (0, 0, 0, columns % 2, 0, rows % 2))
+    blocks = grid_features.reshape(n, (rows + 1) // 2, 2, (columns + 1) // 2, 2, dim).permute(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(n, -1, 4 * dim)
+
+
 class LlavaInternLM2MultiModalProjector(nn.Module):
+    """Image features -> text embeddings. `mlp2x_gelu` is stock LLaVA's `linear_1` -> `act` -> `linear_2` (LLaVA-1.5);
+    `linear` is `linear_1` alone (LLaVA-1). With `projector_downsample`, each 2x2 block of patches becomes one
+    feature first (pixel shuffle widens `linear_1`'s input four times)."""
+
     def __init__(self, config: LlavaInternLM2Config):
         super().__init__()
-        num_feature_layers = 1 if isinstance(config.vision_feature_layer, int) else len(config.vision_feature_layer)
-        self.linear_1 = nn.Linear(
-            config.vision_config.hidden_size * num_feature_layers,
-            config.text_config.hidden_size,
-            bias=config.multimodal_projector_bias,
-        )
-        self.act = ACT2FN[config.projector_hidden_act]
-        self.linear_2 = nn.Linear(
-            config.text_config.hidden_size, config.text_config.hidden_size, bias=config.multimodal_projector_bias
-        )
+        in_features = config.vision_config.hidden_size * len(config.vision_feature_layers())
+        self.downsample = config.projector_downsample
+        self.grid = config.patch_grid()
+        if self.downsample == "pixel_shuffle":
+            in_features *= 4
+        text_hidden_size = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(in_features, text_hidden_size, bias=config.multimodal_projector_bias)
+        if config.projector_type == "mlp2x_gelu":
+            self.act = ACT2FN[config.projector_hidden_act]
+            self.linear_2 = nn.Linear(text_hidden_size, text_hidden_size, bias=config.multimodal_projector_bias)
 
     def forward(self, image_features):
+        if self.downsample is not None:
+            image_features = downsample_patch_grid(image_features, self.grid, self.downsample)
         hidden_states = self.linear_1(image_features)
-        hidden_states = self.act(hidden_states)
-        hidden_states = self.linear_2(hidden_states)
+        if hasattr(self, "linear_2"):
+            hidden_states = self.linear_2(self.act(hidden_states))
         return hidden_states
 
 
@@ -145,8 +169,8 @@ def resize_token_embeddings_to_mean(language_model: PreTrainedModel, new_num_tok
 
 
 class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, GenerationMixin):
-    """CLIP vision tower -> 2-layer MLP projector -> causal LM. Build one from pretrained parts with
-    `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
+    """Vision encoder (CLIP, SigLIP, ...) -> projector (LLaVA-1.5's 2-layer MLP by default) -> causal LM. Build one
+    from pretrained parts with `llava_hf.models.llava_internlm2.build_llava_from_pretrained`."""
 
     def __init__(self, config: LlavaInternLM2Config, language_model=None, vision_tower=None):
         """`language_model` / `vision_tower`: already-built backbones to use instead of new ones (see
@@ -190,7 +214,10 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         return embeddings
 
     def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
-        """Projected features `[n_images, image_seq_length, text_hidden_size]` of `pixel_values` `[n_images, 3, H, W]`.
+        """Projected features `[n_images, image_seq_length, text_hidden_size]` of `pixel_values` `[n_images, 3, H, W]`:
+        the hidden states of `vision_feature_layer` (several: concatenated), without the tokens ahead of the patches
+        (CLIP's CLS) under the `default` strategy, as stock LLaVA selects them for CLIP (its `default` drops token 0 of
+        any encoder; here an encoder without CLS, such as SigLIP, loses nothing).
 
         A frozen vision tower (no trainable parameter) runs under `no_grad`, so it stores no activations.
         """
@@ -199,11 +226,10 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
             image_outputs = self.vision_tower(
                 pixel_values.to(self.vision_tower.dtype), output_hidden_states=True, return_dict=True
             )
-        layers = self.config.vision_feature_layer
-        layers = [layers] if isinstance(layers, int) else layers
-        selected = [image_outputs.hidden_states[layer] for layer in layers]
+        selected = [image_outputs.hidden_states[layer] for layer in self.config.vision_feature_layers()]
         if self.config.vision_feature_select_strategy == "default":
-            selected = [hidden_state[:, 1:] for hidden_state in selected]  # drop CLS
+            first_patch = self.config.num_additional_image_tokens  # CLIP: 1, the CLS token
+            selected = [hidden_state[:, first_patch:] for hidden_state in selected]
         return self.multi_modal_projector(torch.cat(selected, dim=-1))
 
     def get_placeholder_mask(
@@ -419,8 +445,9 @@ class LlavaInternLM2ForConditionalGeneration(LlavaInternLM2PreTrainedModel, Gene
         # No skeleton is built: under DeepSpeed ZeRO-3 the backbones are already partitioned, and the projector is
         # partitioned when the DeepSpeed engine starts.
         model = cls(config, language_model=language_model, vision_tower=vision_tower)
-        for module in (model.multi_modal_projector.linear_1, model.multi_modal_projector.linear_2):
-            model._init_weights(module)
+        for module in model.multi_modal_projector.modules():
+            if isinstance(module, nn.Linear):
+                model._init_weights(module)
         model.multi_modal_projector.to(device=language_model.device, dtype=language_model.dtype)
         return model
 

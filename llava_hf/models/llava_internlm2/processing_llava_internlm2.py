@@ -1,9 +1,9 @@
-"""Processor for LLaVA-InternLM2: CLIP image processor + tokenizer + the internlm2 chat template.
+"""Processor for LLaVA-InternLM2: the vision encoder's image processor + tokenizer + the internlm2 chat template.
 
 Images are preprocessed in one place (`preprocess_images`, which the training data pipeline calls too):
 optionally padded to a square with the image-mean colour, as LLaVA-1.5 does for finetuning and inference,
-then resized/cropped/normalised by the CLIP image processor. Text has each `<image>` expanded to
-`image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
+then resized/cropped/normalised by the encoder's image processor (CLIP's, SigLIP's, ...). Text has each `<image>`
+expanded to `image_seq_length` image tokens before tokenization, as `LlavaProcessor` does.
 """
 
 from .transformers_version import require_supported_transformers
@@ -33,6 +33,9 @@ def build_chat_template(image_token: str = "<image>") -> str:
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 
+
+# `from_pretrained` keyword arguments that say where files come from, passed on to the image processor's loading.
+PRETRAINED_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 # Tokens that end a chat turn in the chat formats we know (InternLM2/Qwen ChatML, Llama-3, Phi-3).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>")
@@ -75,10 +78,11 @@ def _flatten_images(images) -> list:
 
 class LlavaInternLM2Processor(ProcessorMixin):
     r"""
-    Wraps a CLIP image processor and a tokenizer that has `image_token` as a single added token.
+    Wraps the vision encoder's image processor and a tokenizer that has `image_token` as a single added token.
 
     Args:
-        image_processor: a `CLIPImageProcessor` (any image processor returning `pixel_values`).
+        image_processor: any image processor returning `pixel_values` (CLIP's, SigLIP's, ...; the PIL one where
+            transformers has one, as `build_llava_processor` loads it).
         tokenizer: the language model's tokenizer, with `image_token` added.
         chat_template: defaults to the internlm2 chat format (see `build_chat_template`).
         image_token: the placeholder the text uses for one image.
@@ -110,10 +114,29 @@ class LlavaInternLM2Processor(ProcessorMixin):
             chat_template = build_chat_template(image_token)
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """The saved processor, its image processor in the PIL implementation where transformers has one, as
+        `build_llava_processor` chose it: `AutoImageProcessor` would pick the torchvision one wherever torchvision is
+        installed, whose resizing gives slightly different pixels than the model was trained on."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if kwargs.get("image_processor") is None:
+            # from its module: transformers 5.17's top-level name is a placeholder that demands torchvision
+            from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+            hub_kwargs = {key: kwargs[key] for key in PRETRAINED_HUB_KWARGS if key in kwargs}
+            processor.image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path,
+                                                                           backend="pil", **hub_kwargs)
+        return processor
+
     @property
     def background_color(self) -> tuple[int, int, int]:
-        """The image-mean colour LLaVA-1.5 pads with."""
-        return tuple(int(x * 255) for x in self.image_processor.image_mean)
+        """The image-mean colour LLaVA-1.5 pads with (CLIP's, or SigLIP's 0.5 grey)."""
+        mean = getattr(self.image_processor, "image_mean", None)
+        if mean is None:
+            raise ValueError(f"{type(self.image_processor).__name__} has no image_mean to pad images to a square with; "
+                             "turn padding off (pad_to_square=False, --pad_image_to_square false)")
+        return tuple(int(x * 255) for x in mean)
 
     def preprocess_images(self, images, pad_to_square: bool | None = None) -> torch.Tensor:
         """`[n, 3, H, W]` pixel values for a list of images (padded to square first when enabled)."""
