@@ -40,65 +40,56 @@ def release(wanted: str) -> str:
 ENCODERS = {"clip": {}, "siglip": dict(vision_model_type="siglip", vision_feature_layer=[-2, -1])}
 
 
-@pytest.fixture(scope="module", params=list(ENCODERS))
-def demo_model_dir(request, tmp_path_factory, tiny_tokenizer_dir):
-    root = tmp_path_factory.mktemp("demo_model")
-    model, processor = build_tiny_llava(save_dir=str(root / "parts"), tokenizer_dir=tiny_tokenizer_dir, **DEMO_MODEL,
-                                        **ENCODERS[request.param])
-    model.config.text_config.rope_parameters = dict(INTERNLM2_ROPE)
-    model.config.text_config.max_position_embeddings = SHORT_CONTEXT
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
-    return root / "model"
-
-
 @pytest.fixture(scope="module")
-def ours(demo_model_dir, image):
-    """`our_outputs` of the folder as llava_hf loads it."""
-    model, processor = load_model_and_processor(str(demo_model_dir), torch_dtype="float32")
-    rope = model.config.text_config.rope_parameters
-    assert {key: rope[key] for key in INTERNLM2_ROPE} == INTERNLM2_ROPE  # the settings under test, reloaded
-    return our_outputs(model, processor, chat_inputs(processor, image))
-
-
-@pytest.fixture(scope="module")
-def stock_dir(demo_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("releases") / "stock"
-    assert cli(["export-hf", str(demo_model_dir), str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def merged_dir(demo_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("releases") / "merged"
-    assert cli(["merge", str(demo_model_dir), str(out)]) == 0
-    return out
+def shipped(tmp_path_factory, tiny_tokenizer_dir, image):
+    """Per encoder: our outputs (the folder as llava_hf loads it), its `export-hf` folder and its `merge` folder."""
+    shipped = {}
+    for encoder, options in ENCODERS.items():
+        root = tmp_path_factory.mktemp(f"demo_model_{encoder}")
+        model, processor = build_tiny_llava(save_dir=str(root / "parts"), tokenizer_dir=tiny_tokenizer_dir,
+                                            **DEMO_MODEL, **options)
+        model.config.text_config.rope_parameters = dict(INTERNLM2_ROPE)
+        model.config.text_config.max_position_embeddings = SHORT_CONTEXT
+        model.save_pretrained(root / "model")
+        processor.save_pretrained(root / "model")
+        model, processor = load_model_and_processor(str(root / "model"), torch_dtype="float32")
+        rope = model.config.text_config.rope_parameters
+        assert {key: rope[key] for key in INTERNLM2_ROPE} == INTERNLM2_ROPE  # the settings under test, reloaded
+        assert cli(["export-hf", str(root / "model"), str(root / "stock")]) == 0
+        assert cli(["merge", str(root / "model"), str(root / "merged")]) == 0
+        shipped[encoder] = (our_outputs(model, processor, chat_inputs(processor, image)), root / "stock",
+                            root / "merged")
+    return shipped
 
 
 @pytest.mark.parametrize("wanted", [STOCK_MIN_TRANSFORMERS_VERSION, TRANSFORMERS_4, MIN_TRANSFORMERS_VERSION, NEWEST_5])
-def test_shipped_folders_in_plain_transformers(wanted, stock_dir, merged_dir, ours, image, tmp_path,
-                                               run_without_llava_hf):
+def test_shipped_folders_in_plain_transformers(wanted, shipped, image, tmp_path, run_without_llava_hf):
     version = release(wanted)
     remote_code_runs = Version(version) >= Version(MIN_TRANSFORMERS_VERSION)
-    folders = {"stock": (stock_dir, "stock"), "remote": (merged_dir, "remote" if remote_code_runs else "refused")}
+    folders = {}
+    for encoder, (_, stock_dir, merged_dir) in shipped.items():  # every folder in one Python of this release
+        folders[f"{encoder} stock"] = (stock_dir, "stock")
+        folders[f"{encoder} remote"] = (merged_dir, "remote" if remote_code_runs else "refused")
     outputs = run_folders(run_without_llava_hf, folders, image, tmp_path, pythonpath=transformers_env(version))
     assert {outputs[name]["transformers_version"] for name in folders} == {version}
 
-    stock = outputs["stock"]
-    assert stock["classes"][:2] == ["transformers.models.llava.modeling_llava.LlavaForConditionalGeneration",
-                                    "transformers.models.llava.processing_llava.LlavaProcessor"]
-    pixels, logits = assert_runs_like_ours(stock, ours)
-    print(f"transformers {version}, stock export vs ours: max abs pixel difference {pixels:.2e}, logit {logits:.2e}")
+    for encoder, (ours, _, _) in shipped.items():
+        stock = outputs[f"{encoder} stock"]
+        assert stock["classes"][:2] == ["transformers.models.llava.modeling_llava.LlavaForConditionalGeneration",
+                                        "transformers.models.llava.processing_llava.LlavaProcessor"]
+        pixels, logits = assert_runs_like_ours(stock, ours)
+        print(f"transformers {version}, {encoder} stock export vs ours: max abs pixel difference {pixels:.2e}, "
+              f"logit {logits:.2e}")
 
-    remote = outputs["remote"]
-    if remote_code_runs:
-        assert remote["classes"][0].startswith("transformers_modules.")
-        pixels, logits = assert_runs_like_ours(remote, ours)
-        print(f"transformers {version}, remote code vs ours: max abs pixel difference {pixels:.2e}, logit "
-              f"{logits:.2e}")
-        return
-    # an older transformers: every entry point says which release the code needs, and what to load instead
-    for auto_class, message in remote["refusals"].items():
-        assert message is not None, f"{auto_class} loaded the remote code in transformers {version}"
-        assert message.startswith(f"ImportError: transformers>={MIN_TRANSFORMERS_VERSION} is required"), message
-        assert f"found transformers=={version}" in message and "llava-hf export-hf" in message, message
+        remote = outputs[f"{encoder} remote"]
+        if remote_code_runs:
+            assert remote["classes"][0].startswith("transformers_modules.")
+            pixels, logits = assert_runs_like_ours(remote, ours)
+            print(f"transformers {version}, {encoder} remote code vs ours: max abs pixel difference {pixels:.2e}, "
+                  f"logit {logits:.2e}")
+            continue
+        # an older transformers: every entry point says which release the code needs, and what to load instead
+        for auto_class, message in remote["refusals"].items():
+            assert message is not None, f"{auto_class} loaded the remote code in transformers {version}"
+            assert message.startswith(f"ImportError: transformers>={MIN_TRANSFORMERS_VERSION} is required"), message
+            assert f"found transformers=={version}" in message and "llava-hf export-hf" in message, message
