@@ -4,7 +4,7 @@ The stock export (`llava-hf export-hf`) gives our ids, pixels, logits and 20-tok
 4.49 (the oldest release its card states), 4.57 (what many serving stacks pin), 5.17 and the newest 5.x; our
 remote-code folder (`llava-hf merge`) does the same in 5.17 (the oldest release the package supports) and the
 newest 5.x, and in 4.x every Auto class says which release it needs instead of failing on an import. One Python
-per release runs both folders. The model is the demo's (and the same with a SigLIP encoder and a feature-layer
+per release runs every folder. The model is the demo's (and the same with a SigLIP encoder and a feature-layer
 list), with InternLM2's published rope (base 1e6, dynamic NTK x2, which 4.x reads only from `rope_theta` /
 `rope_scaling`) and a context shorter than the prompt, so the scaled rope is in every logit compared. The
 environments are built on the first run (about a minute) and cached; without the package index the tests are
