@@ -103,6 +103,36 @@ def load_model(model_args: ModelArguments, training_args: LlavaTrainingArguments
     return model, processor
 
 
+ADAPTER_BASE_DIR = "base_model"
+
+
+def uses_adapter(training_args: LlavaTrainingArguments) -> bool:
+    return "lora" in (training_args.tune_llm, training_args.tune_vision_tower)
+
+
+def write_adapter_base(model, processor, output_dir: str, keep_existing: bool) -> str:
+    """A LoRA run on a model assembled from an LLM and a vision encoder trains an adapter over a base that exists
+    nowhere on disk (the backbones with a fresh projector and the image token added). Written here as a stage-1
+    folder holds it (the config naming the backbones' sources, the projector, the processor), so the adapter records
+    a base that `llava-hf merge`, `chat` and `export-hf` can rebuild; returns its path. Written whole (a staging
+    sibling renamed into place); a resumed run keeps the one its checkpoints were trained over."""
+    folder = os.path.abspath(os.path.join(output_dir, ADAPTER_BASE_DIR))
+    state = PartialState()
+    if state.is_main_process and not (keep_existing and os.path.isfile(os.path.join(folder, "config.json"))):
+        import shutil
+        import tempfile
+
+        os.makedirs(output_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{ADAPTER_BASE_DIR}.partial-", dir=os.path.dirname(folder))
+        projector = {name: tensor for name, tensor in model.state_dict().items() if name.startswith(f"{PROJECTOR}.")}
+        model.save_pretrained(staging, state_dict=projector)
+        processor.save_pretrained(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    state.wait_for_everyone()
+    return folder
+
+
 def linear_layers(module: nn.Module, exclude: set[int]) -> dict[str, nn.Module]:
     """Every linear layer (incl. bitsandbytes' Linear4bit/8bitLt) by name, except the excluded modules."""
     return {name: child for name, child in module.named_modules()

@@ -17,7 +17,10 @@ from ..data.tokenization import default_max_length
 from ..errors import OK, USAGE_ERROR, USER_ERRORS, UserInputError, first_line, report_user_error
 from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
-from .model_setup import check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary
+from .model_setup import (
+    check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary, uses_adapter,
+    write_adapter_base,
+)
 
 logger = logging.getLogger("llava_hf.train")
 
@@ -156,6 +159,9 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, training_args:
     if len(dataset) == 0:
         raise DataError(f"no trainable samples left in {data_args.data_path} ({dataset.stats})")
 
+    if not model_args.model_name_or_path and uses_adapter(training_args):  # the adapter's base must exist on disk
+        model.name_or_path = write_adapter_base(model, processor, training_args.output_dir,
+                                                keep_existing=checkpoint is not None)
     llava_model = model
     model = configure_trainable(model, training_args)
     loaded_attention = configure_speed(llava_model, model_args, training_args, dataset)

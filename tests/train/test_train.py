@@ -121,6 +121,20 @@ def test_lora_finetune_is_one_adapter_that_reloads_and_merges(stage1, image_data
         torch.testing.assert_close(chat_model(**batch).logits, expected, atol=1e-5, rtol=0)
 
 
+def test_lora_straight_from_an_llm_and_an_encoder_records_a_base_that_reloads(micro_base, image_data, tmp_path):
+    # No stage-1 folder: the base (backbones + fresh projector + image token) is written next to the adapter
+    trainer = run(common_args(tmp_path / "out", image_data, stage="finetune", llm_name_or_path=f"{micro_base}/llm",
+                              vision_tower_name_or_path=f"{micro_base}/clip", max_steps=2, tune_llm="lora",
+                              lora_r=4, lora_alpha=8))
+    with open(tmp_path / "out" / "adapter_config.json") as f:
+        assert json.load(f)["base_model_name_or_path"] == str(tmp_path / "out" / "base_model")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    with torch.no_grad():
+        expected = trainer.model.eval()(**batch).logits
+        chat_model, _ = load_for_inference(str(tmp_path / "out"), torch_dtype="float32")  # what merge and chat load
+        torch.testing.assert_close(chat_model(**batch).logits, expected, atol=1e-5, rtol=0)
+
+
 def test_resume_gives_the_same_losses(micro_base, image_data, tmp_path):
     args = dict(stage="pretrain", llm_name_or_path=f"{micro_base}/llm", vision_tower_name_or_path=f"{micro_base}/clip",
                 max_steps=6, per_device_train_batch_size=2, save_strategy="steps", save_steps=3, tune_llm="full")
