@@ -512,7 +512,7 @@ def fmt(value, pattern, missing="n/a"):
 
 
 def report(results: list[Result]) -> None:
-    print(f"\n| stage | run | samples/s | real tokens/s | padding | MFU | peak mem (GiB) | static (GiB) | first loss |")
+    print("\n| stage | run | samples/s | real tokens/s | padding | MFU | peak mem (GiB) | static (GiB) | first loss |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.stage} | {r.name} | {r.samples_per_s:.2f} | {r.tokens_per_s:,.0f} | {r.padding:.0%} | "

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.eval.mmbench_fixtures import circular_rows, question_frame, write_tsv
+from llava_hf.eval.mmbench_data import circular_rows
+from tests.eval.mmbench_fixtures import question_frame, write_tsv
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 from PIL import Image
 
-from llava_hf.eval.mmbench_data import circular_rows, encode_image
+from llava_hf.eval.mmbench_data import encode_image
 
 NAN = float("nan")
 # g, question, hint, options, answer, category, l2-category

@@ -10,9 +10,10 @@ import time
 import pytest
 
 from llava_hf.cli.main import main
+from llava_hf.eval.mmbench_data import circular_rows
 from llava_hf.inference import UserInputError, load_model_and_processor
 from llava_hf.inference.loading import hub_error, is_hub_id
-from tests.eval.mmbench_fixtures import circular_rows, question_frame, write_tsv
+from tests.eval.mmbench_fixtures import question_frame, write_tsv
 
 HUB_FUNCTIONS = ("hf_hub_download", "snapshot_download", "get_hf_file_metadata", "model_info", "file_exists",
                  "repo_exists", "list_repo_files")

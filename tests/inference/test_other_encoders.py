@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from llava_hf.cli.main import main
+from llava_hf.eval.mmbench_data import circular_rows
 from llava_hf.inference import load_model_and_processor
 from llava_hf.testing import build_tiny_llava
-from tests.eval.mmbench_fixtures import circular_rows, question_frame, write_tsv
+from tests.eval.mmbench_fixtures import question_frame, write_tsv
 
 
 @pytest.fixture(scope="module")
