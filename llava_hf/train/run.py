@@ -7,6 +7,7 @@ combinations, paths, Hub names, the data validator), then the model, then HF `Tr
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
@@ -21,6 +22,13 @@ from .model_setup import (
     check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary, uses_adapter,
     write_adapter_base,
 )
+
+if TYPE_CHECKING:  # imported where used: they pull in Trainer and the models
+    from transformers import PreTrainedModel
+
+    from .checkpointing import SaveAndStopCallback
+    from .trainer import LlavaTrainer
+
 
 logger = logging.getLogger("llava_hf.train")
 
