@@ -10,9 +10,10 @@
 """
 
 import argparse
+import copy
 
 from .errors import USAGE_ERROR
-import copy
+
 
 DASHES_EPILOG = "Every --flag_name may also be written --flag-name."
 
