@@ -9,10 +9,10 @@
 #   bash tests/gpu/issue21.sh [OUT_DIR]   # installs the wheels of .whl/ first when that folder exists
 #
 # .whl/ (git-ignored) is filled beforehand on a machine with PyPI, from the project root: `../shared/device/wheels.sh
-# all` (bitsandbytes, deepspeed, datasets; in a git worktree, where .git is a file, run its download lines by hand),
-# then the optional pieces this check also uses:
-#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
-#       liger-kernel==0.8.5 pytest pluggy iniconfig pygments
+# all` (bitsandbytes, deepspeed, datasets; it builds deepspeed's wheel, so its python3 needs the `wheel` package:
+# put a venv that has it first on PATH; in a git worktree, where .git is a file, run its download lines by hand),
+# then liger-kernel, which the GPU image lacks (it has pytest, einops, msgpack, ninja, py-cpuinfo); ~48 MB in all:
+#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl liger-kernel==0.8.5
 set -u
 out=${1:-${OUT:-issue21_out}}
 mkdir -p "$out"
