@@ -23,14 +23,13 @@ from .images import load_image, resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
 from .tokenization import (
-    DEFAULT_MAX_LENGTH, BulkEncoder, expand_image_tokens, has_supervised_tokens, tokenize_conversation,
+    DEFAULT_MAX_LENGTH, IMAGES_CUT_OFF, BulkEncoder, expand_image_tokens, has_supervised_tokens, tokenize_conversation,
 )
 from .tokenized_cache import load_or_build
 
 logger = logging.getLogger(__name__)
 
 MAX_ERRORS_SHOWN = 20
-IMAGES_CUT_OFF = "images_cut_by_truncation"  # a sample whose last images lost their token to max_length
 
 
 class LlavaDataset(torch.utils.data.Dataset):

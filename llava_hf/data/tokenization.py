@@ -25,6 +25,7 @@ def default_max_length(image_seq_length: int) -> int:
 
 
 DEFAULT_MAX_LENGTH = default_max_length(576)  # 1472 for CLIP-L/336 (24 x 24 patches), XTuner's LLaVA setting
+IMAGES_CUT_OFF = "images_cut_by_truncation"  # the kind of a sample whose last images lost their token to max_length
 
 
 def tokenize_conversation(

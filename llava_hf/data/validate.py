@@ -18,7 +18,9 @@ from .errors import DataError, describe_image, describe_sample
 from .images import resolve_image_path
 from .sources import DataSource, check_record, iter_records, sample_id, sample_images
 from .templates import CHAT_TEMPLATE, DEFAULT_TEMPLATE, PromptTemplate, get_template
-from .tokenization import DEFAULT_MAX_LENGTH, check_template_accepts, has_supervised_tokens, tokenize_conversation
+from .tokenization import (
+    DEFAULT_MAX_LENGTH, IMAGES_CUT_OFF, check_template_accepts, has_supervised_tokens, tokenize_conversation,
+)
 
 ERROR, WARNING = "error", "warning"
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's decompression-bomb threshold
@@ -206,7 +208,7 @@ class _SampleChecker:
             elif input_ids.count(_PLACEHOLDER_IMAGE_ID) < len(images):
                 kept_images = input_ids.count(_PLACEHOLDER_IMAGE_ID)
                 problems.append(problem(
-                    "images_cut_by_truncation",
+                    IMAGES_CUT_OFF,
                     f"truncation to max_length={self.max_length} (each image counts as one token) cuts off the last "
                     f"{len(images) - kept_images} of the sample's {len(images)} images; it trains without them",
                     WARNING,
