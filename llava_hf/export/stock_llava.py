@@ -87,7 +87,7 @@ def stock_llava_config(config):
     for part, sub_config in (("language model", text_config), ("vision tower", vision_config)):
         if not _is_stock(sub_config):
             raise UserInputError(
-                f"cannot export to stock LlavaForConditionalGeneration: the {part} is a {sub_config.model_type!r} "
+                f"{CANNOT_EXPORT}the {part} is a {sub_config.model_type!r} "
                 "model, which transformers does not implement (stock LLaVA would need remote code for it)"
             )
     if config.projector_downsample is not None:

@@ -75,4 +75,3 @@ def compile_decoder_layers(model, **compile_options) -> str:
     for layer in layers:
         layer.compile(**options)
     return f"{len(layers)} decoder layers, torch.compile({', '.join(f'{k}={v!r}' for k, v in options.items())})"
-

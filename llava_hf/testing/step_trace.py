@@ -18,6 +18,7 @@ import copy
 import os
 from collections import Counter
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -206,7 +207,8 @@ class FakeStep:
         flop_counter = (FlopCounterMode(display=False, custom_mapping=cpu_attention_flops()) if flops
                         else contextlib.nullcontext())
         # stock's image-token check reads a device value (a host sync) by design; transformers' switch skips it
-        stock_check = contextlib.nullcontext() if self.ours else _environment(TRANSFORMERS_DISABLE_TORCH_CHECK="1")
+        stock_check = (contextlib.nullcontext() if self.ours
+                       else mock.patch.dict(os.environ, TRANSFORMERS_DISABLE_TORCH_CHECK="1"))
         with self.mode, stock_check, flop_counter, counter:
             loss = self.model(**batch).loss
             loss.backward()
@@ -241,16 +243,3 @@ def _default_dtype(dtype):
     finally:
         torch.set_default_dtype(previous)
 
-
-@contextlib.contextmanager
-def _environment(**values):
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

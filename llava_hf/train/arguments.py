@@ -260,13 +260,14 @@ HELP_GROUPS = {
     "model": tuple(f.name for f in fields(ModelArguments)),
     "LoRA (--tune_llm lora, --tune_vision_tower lora)": ("lora_r", "lora_alpha", "lora_dropout", "vision_lora_r",
                                                           "vision_lora_alpha", "adapter_dtype"),
-    "speed": ("padding_free", "max_tokens_per_batch", "loss_chunk_size", "checkpoint_every_n_layers"),
+    "speed": ("padding_free", "max_tokens_per_batch", "loss_chunk_size", "gradient_checkpointing",
+              "checkpoint_every_n_layers", "use_liger_kernel", "compile_decoder_layers"),
     "output, checkpoints and chat probes": ("output_dir", "overwrite_output_dir", "resume_from_checkpoint",
                                             "eval_chat_prompts", "eval_chat_image", "eval_chat_steps",
                                             "eval_chat_max_new_tokens"),
 }
 HF_FLAGS_SHOWN = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                  "gradient_accumulation_steps", "bf16", "fp16", "gradient_checkpointing", "optim",
+                  "gradient_accumulation_steps", "bf16", "fp16", "optim",
                   "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "save_strategy", "save_steps",
                   "save_total_limit", "logging_steps", "report_to", "seed", "dataloader_num_workers", "deepspeed",
                   "use_cpu")
