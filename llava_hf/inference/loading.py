@@ -17,7 +17,7 @@ import os
 import torch
 
 from ..models.adapters import ADAPTER_CONFIG
-from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id, read_tensors, single_device
+from ..models.llava_internlm2.checkpoint_io import is_hub_id, read_tensors, single_device
 from ..models.quantization import bnb_config
 from ..dtypes import resolve_dtype
 from ..errors import UserInputError, first_line
@@ -76,13 +76,6 @@ def read_config_json(folder) -> dict | None:
 def read_model_type(folder) -> str | None:
     """`model_type` from a local folder's config.json (None when it has none); hub ids are not checked here."""
     return (read_config_json(folder) or {}).get("model_type")
-
-
-def is_hub_id(name) -> bool:
-    """Whether `name`, not a local folder, is left to the Hub: `owner/name` in the shape `looks_like_hub_id` accepts,
-    unless `owner` exists here (`work_dirs/finetun` is a mistyped local path, not a Hub repository)."""
-    name = os.fspath(name)
-    return "/" in name and looks_like_hub_id(name) and not os.path.exists(name.split("/", 1)[0])
 
 
 def check_model_path(name, part: str | None = None, hub: bool = True) -> None:

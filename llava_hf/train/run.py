@@ -16,7 +16,7 @@ from transformers import set_seed
 from ..data.errors import DataError
 from ..data.tokenization import default_max_length
 from ..errors import OK, USAGE_ERROR, USER_ERRORS, UserInputError, first_line, report_user_error
-from ..models.llava_internlm2.checkpoint_io import looks_like_hub_id
+from ..models.llava_internlm2.checkpoint_io import is_hub_id
 from .arguments import DataArguments, LlavaTrainingArguments, ModelArguments, is_demo
 from .model_setup import (
     check_options, configure_trainable, load_model, load_processor, trainable_parameter_summary, uses_adapter,
@@ -49,12 +49,6 @@ def data_sources(data_args: DataArguments):
 
 
 MODEL_FLAGS = ("model_name_or_path", "llm_name_or_path", "vision_tower_name_or_path")  # folders or Hub ids
-
-
-def is_hub_id(name: str) -> bool:
-    """`owner/name` that is not a local path. `work_dirs/run` has the shape of a Hub id too, but when `work_dirs`
-    is a local folder the user means a path in it."""
-    return "/" in name and looks_like_hub_id(name) and not os.path.isdir(name.split("/", 1)[0])
 
 
 def check_model_paths(model_args: ModelArguments) -> None:

@@ -139,6 +139,13 @@ def looks_like_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not name.startswith(".")
 
 
+def is_hub_id(name) -> bool:
+    """Whether `name`, not a local folder, is left to the Hub: `owner/name` in the shape `looks_like_hub_id` accepts,
+    unless `owner` exists here (`work_dirs/finetun` is a mistyped local path, not a Hub repository)."""
+    name = os.fspath(name)
+    return "/" in name and looks_like_hub_id(name) and not os.path.exists(name.split("/", 1)[0])
+
+
 def resolve_recorded_path(folder: str, field: str, value: str | None) -> str:
     """Where a path recorded in `folder` (a config or adapter field) points: an absolute path, a path relative to
     `folder`, or a Hub id. A local path that does not exist is an error naming the field and the path."""
